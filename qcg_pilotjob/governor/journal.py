@@ -1,0 +1,99 @@
+"""The journal of a run, for ``--resume``.
+
+One JSON object a line in ``<aux>/journal.jsonl``: ``start`` (mode), ``submit`` (the
+substituted job descriptions), ``final`` (a task or job reached a final state),
+``remove``, ``control`` and ``file`` (requests of the request file done so far).
+Written through a :class:`~.reports.LineWriter`, so in batches flushed within a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import ResumeError
+from .reports import LineWriter
+
+__all__ = ["JOURNAL_NAME", "Journal", "Replay", "find_aux_dir", "read_journal"]
+
+JOURNAL_NAME = "journal.jsonl"
+AUX_PREFIX = ".qcgpjm-service-"
+
+
+class Journal:
+    def __init__(self, writer: LineWriter) -> None:
+        self.writer = writer
+
+    def record(self, kind: str, **fields: Any) -> None:
+        fields["t"] = kind
+        self.writer.write(json.dumps(fields, separators=(",", ":"), default=str) + "\n")
+
+
+Finals = Dict[Tuple[str, Optional[int]], Dict[str, Any]]
+
+
+@dataclass
+class Replay:
+    """What a journal says, in order: ``("submit", jobs, finals)`` and ``("remove", names)``
+    steps (``finals`` holds the final states recorded for those jobs), and the mode."""
+
+    steps: List[Tuple[str, List[Any], Finals]] = field(default_factory=list)
+    finish_after_all: bool = False
+    file_mode: bool = False
+    file_path: Optional[str] = None
+    file_done: int = 0
+
+
+def find_aux_dir(path: str) -> str:
+    """``--resume`` takes an aux dir or a working dir holding one (the newest is used)."""
+    path = os.path.abspath(path)
+    if os.path.isfile(os.path.join(path, JOURNAL_NAME)):
+        return path
+    if os.path.isdir(path):
+        cands = [os.path.join(path, d) for d in os.listdir(path) if d.startswith(AUX_PREFIX)]
+        cands = [c for c in cands if os.path.isfile(os.path.join(c, JOURNAL_NAME))]
+        if cands:
+            return max(cands, key=lambda c: os.path.getmtime(os.path.join(c, JOURNAL_NAME)))
+    raise ResumeError(
+        f"Resume directory {path} not exists or is not valid QCG-PilotJob auxiliary directory "
+        f"(no {JOURNAL_NAME} in it or in a {AUX_PREFIX}* directory below it)"
+    )
+
+
+def read_journal(aux_dir: str) -> Replay:
+    replay = Replay()
+    current: Dict[str, Finals] = {}
+    path = os.path.join(aux_dir, JOURNAL_NAME)
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue  # a line cut by the kill: everything before it is whole
+            kind = rec.get("t")
+            if kind == "start" and not replay.steps:
+                replay.file_mode = bool(rec.get("file_mode"))
+                replay.file_path = rec.get("file_path")
+            elif kind == "submit":
+                finals: Finals = {}
+                replay.steps.append(("submit", rec["jobs"], finals))
+                for job in rec["jobs"]:
+                    current[job["name"]] = finals
+            elif kind == "final":
+                target = current.get(rec["j"])
+                if target is not None:
+                    target[(rec["j"], rec.get("i"))] = rec
+            elif kind == "remove":
+                replay.steps.append(("remove", rec["jobs"], {}))
+                for name in rec["jobs"]:
+                    current.pop(name, None)
+            elif kind == "control" and rec.get("command") == "finishAfterAllTasksDone":
+                replay.finish_after_all = True
+            elif kind == "file":
+                replay.file_done = max(replay.file_done, int(rec.get("done", 0)))
+    return replay

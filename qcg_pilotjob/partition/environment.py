@@ -1,0 +1,155 @@
+"""What a task gets: its command line, working directory and environment.
+
+Start-time variables (``it``, ``itval``, ``root_wd``, ``ncores``, ``nnodes``, ``nlist``)
+are substituted in the ``execution`` element; the QCG execution environment and, with
+``--envschema slurm``, the Slurm one are added.
+
+>>> from qcg_pilotjob.resources import ResourcePool, parse_nodes_spec
+>>> alloc = ResourcePool(parse_nodes_spec("a:2,b:2")).allocate_cores(3, 3)
+>>> tasks_per_node(alloc)
+'2,1'
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from typing import Dict, List, Mapping, Optional
+
+from ..jobdesc import Execution, JobDescription
+from ..resources import Allocation
+from ..variables import substitute
+
+__all__ = ["LaunchPlan", "build_plan", "start_variables", "tasks_per_node"]
+
+
+@dataclass
+class LaunchPlan:
+    argv: List[str]
+    wd: str
+    env: Dict[str, str]
+    stdin: Optional[str]
+    stdout: Optional[str]
+    stderr: Optional[str]
+    hostfile: Optional[str]
+    venv: Optional[str] = None
+
+
+def tasks_per_node(alloc: Allocation) -> str:
+    return ",".join(str(len(p.cores)) for p in alloc.parts)
+
+
+def start_variables(desc: JobDescription, iteration: Optional[int], alloc: Allocation,
+                    root_wd: str) -> Dict[str, str]:
+    values = {
+        "root_wd": root_wd,
+        "ncores": str(alloc.cores),
+        "nnodes": str(alloc.nodes),
+        "nlist": ",".join(alloc.node_names),
+    }
+    if iteration is not None and desc.iteration is not None:
+        values["it"] = str(iteration)
+        values["itval"] = desc.iteration.value(iteration)
+    return values
+
+
+def _resolve(path: Optional[str], values: Mapping[str, str], base: str) -> Optional[str]:
+    if path is None:
+        return None
+    path = os.path.expanduser(substitute(path, values))
+    return path if os.path.isabs(path) else os.path.join(base, path)
+
+
+def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation, *, root_wd: str,
+               base_env: Mapping[str, str], step_id: str, env_schema: str,
+               zmq_address: Optional[str], hostfile_dir: str) -> LaunchPlan:
+    """Everything needed to start one task, with variables substituted."""
+    ex: Execution = desc.execution
+    values = start_variables(desc, iteration, alloc, root_wd)
+    wd = _resolve(ex.wd, values, root_wd) or root_wd
+    env = dict(base_env)
+    for key, val in ex.env.items():
+        env[key] = substitute(val, values)
+    nodelist = ",".join(alloc.node_names)
+    tpn = tasks_per_node(alloc)
+    ncores = str(alloc.cores)
+    env.update({
+        "QCG_PM_NNODES": str(alloc.nodes),
+        "QCG_PM_NODELIST": nodelist,
+        "QCG_PM_NPROCS": ncores,
+        "QCG_PM_NTASKS": ncores,
+        "QCG_PM_STEP_ID": step_id,
+        "QCG_PM_TASKS_PER_NODE": tpn,
+        "QCG_PM_CPU_SET": ",".join(c for p in alloc.parts for c in p.core_ids),
+        "QCG_PM_JOB_NAME": desc.name,
+    })
+    if iteration is not None:
+        env["QCG_PM_ITERATION"] = str(iteration)
+    if zmq_address:
+        env["QCG_PM_ZMQ_ADDRESS"] = zmq_address
+    gpus = [g for p in alloc.parts for g in p.gpu_ids]
+    if gpus:
+        # per-node GPU ids: the first node's ids are what a process on it sees
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(alloc.parts[0].gpu_ids)
+        env["QCG_PM_GPU_SET"] = ";".join(f"{p.name}:{','.join(p.gpu_ids)}" for p in alloc.parts)
+    hostfile = None
+    if alloc.cores > 1:
+        suffix = f".{iteration}" if iteration is not None else ""
+        hostfile = os.path.join(hostfile_dir, f"{desc.name}{suffix}.hostfile")
+        env["QCG_PM_HOSTFILE"] = hostfile
+    if env_schema == "slurm":
+        env.update({
+            "SLURM_NNODES": str(alloc.nodes),
+            "SLURM_NODELIST": nodelist,
+            "SLURM_NPROCS": ncores,
+            "SLURM_NTASKS": ncores,
+            "SLURM_JOB_NODELIST": nodelist,
+            "SLURM_JOB_NUM_NODES": str(alloc.nodes),
+            "SLURM_STEP_NODELIST": nodelist,
+            "SLURM_STEP_NUM_NODES": str(alloc.nodes),
+            "SLURM_STEP_NUM_TASKS": ncores,
+            "SLURM_NTASKS_PER_NODE": tpn,
+            "SLURM_STEP_TASKS_PER_NODE": tpn,
+            "SLURM_TASKS_PER_NODE": tpn,
+        })
+        if hostfile:
+            env["SLURM_HOSTFILE"] = hostfile
+    if ex.model == "threads":
+        env["OMP_NUM_THREADS"] = ncores
+    # command line
+    if ex.script is not None:
+        body = substitute(ex.script, values)
+        command = None
+    else:
+        assert ex.exec is not None
+        command = [substitute(ex.exec, values)] + [substitute(a, values) for a in ex.args]
+        body = None
+    venv: Optional[str] = None
+    if ex.modules or ex.venv:
+        prelude = []
+        if ex.modules:
+            prelude.append("module load " + " ".join(shlex.quote(substitute(m, values)) for m in ex.modules))
+        if ex.venv:
+            venv = _resolve(ex.venv, values, root_wd) or ""
+            prelude.append(f"source {shlex.quote(os.path.join(venv, 'bin', 'activate'))}")
+        if body is not None:
+            argv = ["bash", "-l", "-c", " && ".join(prelude) + " || exit $?\n" + body]
+        else:
+            assert command is not None
+            argv = ["bash", "-l", "-c", " && ".join(prelude) + ' && exec "$@"', "bash", *command]
+    elif body is not None:
+        argv = ["bash", "-c", body]
+    else:
+        assert command is not None
+        argv = command
+    return LaunchPlan(
+        argv=argv,
+        wd=wd,
+        env=env,
+        stdin=_resolve(ex.stdin, values, wd),
+        stdout=_resolve(ex.stdout, values, wd),
+        stderr=_resolve(ex.stderr, values, wd),
+        hostfile=hostfile,
+        venv=venv,
+    )

@@ -1,0 +1,241 @@
+"""Local executor: starts task processes and learns of their exit without polling.
+
+Each task runs in its own session (so a cancel or a wall-time kill reaches every process
+the task started). Exits are delivered by a pidfd registered with the event loop (Linux
+>= 5.3); elsewhere by SIGCHLD. ``stop`` sends SIGTERM to the task's process group and
+SIGKILL after ``kill_grace`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
+
+from ..resources import Allocation
+from .environment import LaunchPlan, build_plan
+from .scheduler import TaskSpec
+
+__all__ = ["LocalExecutor", "RunningTask", "TaskKey"]
+
+_log = logging.getLogger(__name__)
+
+TaskKey = Tuple[str, Optional[int]]
+
+#: Why a task was stopped; decides its final state and message.
+STOP_CANCEL = "cancel"
+STOP_WALLTIME = "walltime"
+STOP_SHUTDOWN = "shutdown"
+
+
+@dataclass
+class RunningTask:
+    spec: TaskSpec
+    iteration: Optional[int]
+    allocation: Allocation
+    plan: LaunchPlan
+    proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+    pid: int = 0
+    started: float = 0.0
+    pidfd: int = -1
+    stop_reason: Optional[str] = None
+    timers: List[asyncio.TimerHandle] = field(default_factory=list)
+
+    @property
+    def key(self) -> TaskKey:
+        return (self.spec.name, self.iteration)
+
+
+ExitCallback = Callable[[RunningTask, int, float], None]
+
+
+class LocalExecutor:
+    """Runs tasks as local processes of this host."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, root_wd: str, aux_dir: str, env_schema: str,
+                 zmq_address: Optional[str], kill_grace: float, on_exit: ExitCallback,
+                 base_env: Optional[Mapping[str, str]] = None) -> None:
+        self.loop = loop
+        self.root_wd = root_wd
+        self.hostfile_dir = os.path.join(aux_dir, "hostfiles")
+        self.env_schema = env_schema
+        self.zmq_address = zmq_address
+        self.kill_grace = kill_grace
+        self.on_exit = on_exit
+        self.base_env: Dict[str, str] = dict(os.environ if base_env is None else base_env)
+        self.running: Dict[TaskKey, RunningTask] = {}
+        self._made_dirs: Set[str] = set()
+        self._module_ok: Optional[bool] = None
+        self._steps = 0
+        self._use_pidfd = hasattr(os, "pidfd_open")
+        self._sigchld = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # --- starting --------------------------------------------------------------------------
+    def _module_available(self) -> bool:
+        if self._module_ok is None:
+            try:
+                res = subprocess.run(["bash", "-l", "-c", "type module"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, timeout=60, check=False)
+                self._module_ok = res.returncode == 0
+            except (OSError, subprocess.TimeoutExpired):
+                self._module_ok = False
+        return self._module_ok
+
+    def _ensure_dir(self, path: str) -> None:
+        if path not in self._made_dirs:
+            os.makedirs(path, exist_ok=True)
+            self._made_dirs.add(path)
+
+    def start(self, spec: TaskSpec, iteration: Optional[int], alloc: Allocation) -> Optional[str]:
+        """Start a task. Returns an error message if it could not be started."""
+        self._steps += 1
+        try:
+            plan = build_plan(spec.desc, iteration, alloc, root_wd=self.root_wd, base_env=self.base_env,
+                              step_id=str(self._steps), env_schema=self.env_schema,
+                              zmq_address=self.zmq_address, hostfile_dir=self.hostfile_dir)
+        except Exception as exc:  # a bug in a description we accepted: fail the task, not the service
+            _log.exception("cannot prepare task %s", spec.name)
+            return f"cannot prepare the task: {exc}"
+        ex = spec.desc.execution
+        if ex.modules and not self._module_available():
+            return ("cannot load modules: the 'module' command is not available in a login shell "
+                    "on this host (no environment-modules or Lmod)")
+        if plan.venv is not None and not os.path.isfile(os.path.join(plan.venv, "bin", "activate")):
+            return f"virtual environment {plan.venv!r} not found (no bin/activate)"
+        try:
+            self._ensure_dir(plan.wd)
+        except OSError as exc:
+            return f"cannot create the working directory {plan.wd!r}: {exc.strerror}"
+        fds: List[int] = []
+        try:
+            if plan.hostfile:
+                self._ensure_dir(self.hostfile_dir)
+                with open(plan.hostfile, "w") as fh:
+                    fh.write("".join(f"{p.name}\n" * len(p.cores) for p in alloc.parts))
+            stdin = stdout = stderr = subprocess.DEVNULL
+            if plan.stdin:
+                try:
+                    stdin = os.open(plan.stdin, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError as exc:
+                    return f"cannot open stdin file {plan.stdin!r}: {exc.strerror}"
+                fds.append(stdin)
+            if plan.stdout:
+                try:
+                    stdout = os.open(plan.stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                except OSError as exc:
+                    return f"cannot open stdout file {plan.stdout!r}: {exc.strerror}"
+                fds.append(stdout)
+            if plan.stderr:
+                if plan.stderr == plan.stdout:
+                    stderr = stdout
+                else:
+                    try:
+                        stderr = os.open(plan.stderr,
+                                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                    except OSError as exc:
+                        return f"cannot open stderr file {plan.stderr!r}: {exc.strerror}"
+                    fds.append(stderr)
+            try:
+                proc = subprocess.Popen(plan.argv, cwd=plan.wd, env=plan.env, stdin=stdin, stdout=stdout,
+                                        stderr=stderr, start_new_session=True, close_fds=True)
+            except OSError as exc:
+                return f"cannot start {plan.argv[0]!r}: {exc.strerror or exc}"
+        finally:
+            for fd in fds:
+                os.close(fd)
+        task = RunningTask(spec, iteration, alloc, plan, proc, proc.pid, time.time())
+        self.running[task.key] = task
+        self._idle.clear()
+        self._watch(task)
+        wt = spec.desc.resources.wt
+        if wt is not None:
+            task.timers.append(self.loop.call_later(wt, self.stop, task.key, STOP_WALLTIME))
+        return None
+
+    # --- exit detection ----------------------------------------------------------------
+    def _watch(self, task: RunningTask) -> None:
+        if self._use_pidfd:
+            try:
+                task.pidfd = os.pidfd_open(task.pid)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSYS, errno.EPERM):
+                    raise
+                self._use_pidfd = False
+            else:
+                self.loop.add_reader(task.pidfd, self._reap, task)
+                return
+        if not self._sigchld:
+            self.loop.add_signal_handler(signal.SIGCHLD, self._reap_all)
+            self._sigchld = True
+        self._reap(task)  # it may have exited already
+
+    def _reap_all(self) -> None:
+        for task in list(self.running.values()):
+            self._reap(task)
+
+    def _reap(self, task: RunningTask) -> None:
+        try:
+            pid, status = os.waitpid(task.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = task.pid, 255 << 8
+        if pid == 0:
+            return
+        if task.pidfd >= 0:
+            self.loop.remove_reader(task.pidfd)
+            os.close(task.pidfd)
+            task.pidfd = -1
+        code = os.waitstatus_to_exitcode(status)
+        if task.proc is not None:
+            task.proc.returncode = code
+            task.proc = None
+        for timer in task.timers:
+            timer.cancel()
+        if task.plan.hostfile:
+            try:
+                os.unlink(task.plan.hostfile)
+            except OSError:
+                pass
+        self.running.pop(task.key, None)
+        if not self.running:
+            self._idle.set()
+        self.on_exit(task, code, time.time())
+
+    # --- stopping ----------------------------------------------------------------------
+    def _signal(self, task: RunningTask, sig: int) -> None:
+        if task.key not in self.running:
+            return
+        try:
+            os.killpg(task.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def stop(self, key: TaskKey, reason: str) -> bool:
+        """SIGTERM now, SIGKILL after the grace period. False if not running."""
+        task = self.running.get(key)
+        if task is None:
+            return False
+        if task.stop_reason is None:
+            task.stop_reason = reason
+        self._signal(task, signal.SIGTERM)
+        task.timers.append(self.loop.call_later(self.kill_grace, self._signal, task, signal.SIGKILL))
+        return True
+
+    def stop_all(self, reason: str) -> None:
+        for key in list(self.running):
+            self.stop(key, reason)
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    def close(self) -> None:
+        if self._sigchld:
+            self.loop.remove_signal_handler(signal.SIGCHLD)
+            self._sigchld = False

@@ -1,0 +1,167 @@
+"""A partition manager: scheduler + executor for a group of nodes.
+
+It receives :mod:`~qcg_pilotjob.protocol.messages` from its front and answers with
+batched :class:`~qcg_pilotjob.protocol.messages.TaskEventsMsg`. The same class runs in
+the service process (single-manager mode) or in a process of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable, Dict, List, Optional
+
+from ..protocol.messages import (
+    CancelMsg,
+    DispatchMsg,
+    ForgetMsg,
+    Message,
+    ShutdownMsg,
+    StoppedMsg,
+    TaskEvent,
+    TaskEventsMsg,
+)
+from ..resources import ResourcePool
+from ..states import JobState
+from .executor import STOP_CANCEL, STOP_SHUTDOWN, STOP_WALLTIME, LocalExecutor, RunningTask
+from .scheduler import Scheduler, TaskSpec
+
+__all__ = ["PartitionManager"]
+
+_log = logging.getLogger(__name__)
+
+Send = Callable[[Message], None]
+
+
+class PartitionManager:
+    """Runs dispatched tasks on its pool; reports every state change to ``send``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pool: ResourcePool, send: Send, *,
+                 executor_options: Dict[str, object], partition_id: str = "partition-0") -> None:
+        self.loop = loop
+        self.id = partition_id
+        self.pool = pool
+        self.scheduler = Scheduler(pool)
+        self.send = send
+        self.executor = LocalExecutor(loop, on_exit=self._on_exit, **executor_options)  # type: ignore[arg-type]
+        self.specs: Dict[str, TaskSpec] = {}
+        self._events: List[TaskEvent] = []
+        self._flush_pending = False
+        self._schedule_pending = False
+        self._stopping = False
+
+    # --- inbound -----------------------------------------------------------------------
+    def receive(self, msg: Message) -> None:
+        if isinstance(msg, DispatchMsg):
+            self._dispatch(msg)
+        elif isinstance(msg, CancelMsg):
+            self._cancel(msg)
+        elif isinstance(msg, ForgetMsg):
+            for name in msg.jobs:
+                self.specs.pop(name, None)
+        elif isinstance(msg, ShutdownMsg):
+            self.loop.create_task(self._shutdown(msg.reason))
+        else:
+            _log.warning("partition %s: unexpected message %s dropped", self.id, type(msg).__name__)
+
+    def _dispatch(self, msg: DispatchMsg) -> None:
+        if self._stopping:
+            its = [i for a, b in msg.iterations for i in range(a, b)] if msg.iterations else [None]
+            for it in its:
+                self._event(msg.desc.name, it, JobState.CANCELED,
+                            {"message": "the service is finishing; the task was not started"})
+            return
+        spec = self.specs.get(msg.desc.name)
+        if spec is None:
+            spec = TaskSpec(msg.desc, msg.iter_total)
+            self.specs[msg.desc.name] = spec
+        self.scheduler.add(spec, msg.iterations)
+        self._kick()
+
+    def _cancel(self, msg: CancelMsg) -> None:
+        removed = self.scheduler.cancel(msg.job, msg.iterations)
+        for it in removed:
+            self._event(msg.job, it, JobState.CANCELED, {"message": "canceled before it started"})
+        if msg.iterations is None:
+            keys = [k for k in self.executor.running if k[0] == msg.job]
+        else:
+            keys = [(msg.job, it) for it in msg.iterations]
+        for key in keys:
+            self.executor.stop(key, STOP_CANCEL)
+
+    # --- scheduling --------------------------------------------------------------------
+    def _kick(self) -> None:
+        if not self._schedule_pending and not self._stopping:
+            self._schedule_pending = True
+            self.loop.call_soon(self._schedule)
+
+    def _schedule(self) -> None:
+        self._schedule_pending = False
+        if self._stopping:
+            return
+        again = False
+        result = self.scheduler.schedule()
+        for failed in result.failed:
+            for it in failed.iterations:
+                self._event(failed.spec.name, it, JobState.FAILED, {"message": failed.message})
+        for st in result.started:
+            error = self.executor.start(st.spec, st.iteration, st.allocation)
+            if error is not None:
+                self.scheduler.release(st.allocation)
+                again = True
+                self._event(st.spec.name, st.iteration, JobState.FAILED,
+                            {"message": error, "allocation": str(st.allocation)})
+            else:
+                task = self.executor.running[(st.spec.name, st.iteration)]
+                self._event(st.spec.name, st.iteration, JobState.EXECUTING,
+                            {"allocation": str(st.allocation), "wd": task.plan.wd, "pid": task.pid})
+        if again:
+            self._kick()
+
+    def _on_exit(self, task: RunningTask, code: int, when: float) -> None:
+        self.scheduler.release(task.allocation)
+        self._kick()
+        data: Dict[str, object] = {"exit_code": code, "rtime": max(0.0, when - task.started)}
+        reason = task.stop_reason
+        if reason == STOP_CANCEL:
+            state = JobState.CANCELED
+            data["message"] = "canceled by user"
+        elif reason == STOP_SHUTDOWN:
+            state = JobState.CANCELED
+            data["message"] = "stopped: the service finished"
+        elif reason == STOP_WALLTIME:
+            state = JobState.FAILED
+            data["message"] = f"wall time limit of {task.spec.desc.resources.wt:g}s exceeded; the task was killed"
+        elif code == 0:
+            state = JobState.SUCCEED
+        else:
+            state = JobState.FAILED
+            data["message"] = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+        self._event(task.spec.name, task.iteration, state, data)
+
+    # --- outbound ----------------------------------------------------------------------
+    def _event(self, job: str, it: Optional[int], state: JobState, data: Optional[Dict[str, object]]) -> None:
+        self._events.append(TaskEvent(job, it, int(state), time.time(), data))
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self._events:
+            events, self._events = self._events, []
+            self.send(TaskEventsMsg(events, self.pool.used_cores))
+
+    async def _shutdown(self, reason: str) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        for name in list(self.specs):
+            for it in self.scheduler.cancel(name, None):
+                self._event(name, it, JobState.CANCELED, {"message": "the service finished before the task started"})
+        self.executor.stop_all(STOP_SHUTDOWN)
+        await self.executor.wait_idle()
+        self.executor.close()
+        self._flush()
+        self.send(StoppedMsg())

@@ -1,0 +1,103 @@
+"""Messages between the front (governor) and partition managers.
+
+Every message is a frozen dataclass with a class-level ``TYPE`` tag; :mod:`.codec` is the
+only place that turns them into bytes. In single-manager mode the objects are handed
+over in process without encoding.
+
+>>> TaskEventsMsg([TaskEvent("a", None, 4, 0.0)], used_cores=0).TYPE
+2
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
+
+from ..jobdesc import JobDescription
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "CancelMsg",
+    "DispatchMsg",
+    "ForgetMsg",
+    "Message",
+    "ShutdownMsg",
+    "StoppedMsg",
+    "TaskEvent",
+    "TaskEventsMsg",
+]
+
+#: Bumped on every incompatible change; checked when a partition registers.
+PROTOCOL_VERSION = 1
+
+
+class Message:
+    TYPE: ClassVar[int] = 0
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A state change of one task (``iteration`` None: a job without iterations).
+
+    ``data`` holds ``allocation``, ``wd``, ``pid`` when it starts and ``exit_code``,
+    ``rtime`` (seconds), ``message`` when it ends.
+    """
+
+    job: str
+    iteration: Optional[int]
+    state: int
+    time: float
+    data: Optional[Dict[str, Any]] = None
+
+
+@dataclass(frozen=True)
+class DispatchMsg(Message):
+    """Front -> partition: run these iterations (``None``: the job has none). Their
+    dependencies are already satisfied. ``iter_total`` is what the iteration resource
+    schedulers divide the partition by."""
+
+    TYPE: ClassVar[int] = 1
+    desc: JobDescription
+    iter_total: int
+    iterations: Optional[List[Tuple[int, int]]] = None
+
+
+@dataclass(frozen=True)
+class TaskEventsMsg(Message):
+    """Partition -> front: a batch of task state changes and the partition's usage."""
+
+    TYPE: ClassVar[int] = 2
+    events: List[TaskEvent] = field(default_factory=list)
+    used_cores: int = 0
+
+
+@dataclass(frozen=True)
+class CancelMsg(Message):
+    """Front -> partition: cancel queued or running tasks of a job (``iterations`` None: all)."""
+
+    TYPE: ClassVar[int] = 3
+    job: str
+    iterations: Optional[List[Optional[int]]] = None
+
+
+@dataclass(frozen=True)
+class ForgetMsg(Message):
+    """Front -> partition: these jobs were removed; drop what is kept about them."""
+
+    TYPE: ClassVar[int] = 4
+    jobs: List[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ShutdownMsg(Message):
+    """Front -> partition: stop every task (SIGTERM, then SIGKILL) and stop."""
+
+    TYPE: ClassVar[int] = 5
+    reason: str = "finish"
+
+
+@dataclass(frozen=True)
+class StoppedMsg(Message):
+    """Partition -> front: every task has ended and the partition stopped."""
+
+    TYPE: ClassVar[int] = 6

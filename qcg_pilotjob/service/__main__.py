@@ -1,0 +1,3 @@
+from qcg_pilotjob.service.cli import main
+
+main()

@@ -1,0 +1,95 @@
+"""``qcg-pm-service``: the command line of the service (click).
+
+Every option of QCG-PilotJob's ``qcg-pm-service --help`` is accepted with its meaning.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, List, Optional
+
+import click
+
+from .. import __version__
+from ..errors import ConfigError, QCGError
+from .config import LOG_LEVELS, ServiceConfig
+
+__all__ = ["cli", "main"]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--net", is_flag=True, help="enable network interface")
+@click.option("--net-port", type=int, help="port to listen for network interface (implies --net)")
+@click.option("--net-port-min", type=int, default=2222, show_default=True,
+              help="minimum port range to listen for network interface if exact port number is not defined "
+                   "(implies --net)")
+@click.option("--net-port-max", type=int, default=9999, show_default=True,
+              help="maximum port range to listen for network interface if exact port number is not defined "
+                   "(implies --net)")
+@click.option("--file", "file_", is_flag=True, help="enable file interface")
+@click.option("--file-path", help="path to the request file (implies --file)")
+@click.option("--wd", default=".", show_default=True, help="working directory for the service")
+@click.option("--envschema", default="auto", show_default=True, help="job environment schema [auto|slurm]")
+@click.option("--resources", default="auto", show_default=True,
+              help="source of information about available resources [auto|slurm|local] as well as a method "
+                   "of job execution (through local processes or as a Slurm sub jobs)")
+@click.option("--report-format", default="text", show_default=True, help="format of job report file [text|json]")
+@click.option("--report-file", default="jobs.report", show_default=True, help="name of the job report file")
+@click.option("--nodes", help="configuration of available resources (implies --resources local), "
+                              "e.g. 4 or n1:4,n2:4")
+@click.option("--log", default="info", show_default=True, type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              help="log level")
+@click.option("--system-core", is_flag=True, help="reserve one of the core for the QCG-PJM")
+@click.option("--disable-nl", is_flag=True, help="disable custom launching method")
+@click.option("--show-progress", is_flag=True, help="print information about executing tasks")
+@click.option("--governor", is_flag=True,
+              help="run manager in the governor mode, where jobs will be scheduled to execute to the dependant "
+                   "managers")
+@click.option("--parent", help="address of the parent manager, current instance will receive jobs from the "
+                               "parent manager")
+@click.option("--id", "id_", help="optional manager instance identifier - will be generated automatically when "
+                                  "not defined")
+@click.option("--tags", help="optional manager instance tags separated by commas")
+@click.option("--slurm-partition-nodes", type=int,
+              help="split Slurm allocation by given number of nodes, where each group will be controlled by "
+                   "separate manager (implies --governor)")
+@click.option("--slurm-limit-nodes-range-begin", type=int,
+              help="limit Slurm allocation to specified range of nodes (starting node)")
+@click.option("--slurm-limit-nodes-range-end", type=int,
+              help="limit Slurm allocation to specified range of nodes (ending node)")
+@click.option("--resume", help="resume a killed run from its auxiliary directory (or a working directory "
+                               "holding one)")
+@click.option("--kill-grace", type=float, default=10.0, show_default=True,
+              help="seconds between SIGTERM and SIGKILL when a task is cancelled or exceeds its wall time")
+@click.version_option(__version__, prog_name="qcg-pm-service")
+def cli(**kw: Any) -> None:
+    """QCG-PilotJob Manager service: runs many jobs inside one allocation."""
+    tags: List[str] = [t.strip() for t in (kw["tags"] or "").split(",") if t.strip()]
+    cfg = ServiceConfig(
+        net=kw["net"], net_port=kw["net_port"], net_port_min=kw["net_port_min"], net_port_max=kw["net_port_max"],
+        file=kw["file_"], file_path=kw["file_path"], wd=kw["wd"], envschema=kw["envschema"],
+        resources=kw["resources"], report_format=kw["report_format"], report_file=kw["report_file"],
+        nodes=kw["nodes"], log=kw["log"].lower(), system_core=kw["system_core"], disable_nl=kw["disable_nl"],
+        show_progress=kw["show_progress"], governor=kw["governor"], parent=kw["parent"], id=kw["id_"], tags=tags,
+        slurm_partition_nodes=kw["slurm_partition_nodes"],
+        slurm_limit_nodes_range_begin=kw["slurm_limit_nodes_range_begin"],
+        slurm_limit_nodes_range_end=kw["slurm_limit_nodes_range_end"],
+        resume=kw["resume"], kill_grace=kw["kill_grace"],
+    )
+    code = run(cfg)
+    sys.exit(code)
+
+
+def run(cfg: ServiceConfig) -> int:
+    from .runtime import Service
+
+    try:
+        service = Service(cfg.validate())
+    except QCGError as exc:
+        sys.stderr.write(f"qcg-pm-service: error: {exc}\n")
+        return 2 if isinstance(exc, ConfigError) else 1
+    return service.run()
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    cli.main(args=argv, prog_name="qcg-pm-service")

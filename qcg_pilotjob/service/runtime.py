@@ -1,0 +1,243 @@
+"""The running service: wires the front to its partition, reads requests, shuts down.
+
+Everything runs on one asyncio loop. The service waits on events only: a change of the
+front (a request, a batch of task events) wakes the main coroutine, which checks whether
+its work is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+from .. import __version__
+from ..errors import ConfigError
+from ..governor.front import Front, PartitionLink
+from ..governor.journal import JOURNAL_NAME, Journal, Replay, find_aux_dir, read_journal
+from ..governor.reports import Flusher, LineWriter
+from ..partition.manager import PartitionManager
+from ..protocol.messages import ShutdownMsg
+from ..resources import Node, ResourcePool, local_nodes, parse_nodes_spec
+from .config import ServiceConfig
+from .progress import Progress
+
+__all__ = ["AUX_PREFIX", "Service", "load_requests"]
+
+_log = logging.getLogger("qcg_pilotjob.service")
+
+AUX_PREFIX = ".qcgpjm-service-"
+
+
+def load_requests(path: str) -> List[Any]:
+    """Read a request file: a JSON list of requests (a single object is taken as one)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read request file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"request file {path} is not valid JSON: {exc}") from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise ConfigError(f"request file {path} must hold a JSON list of requests, not {type(data).__name__}")
+    return data
+
+
+def _short(obj: Any, limit: int = 300) -> str:
+    text = json.dumps(obj, default=str, separators=(",", ":"))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class Service:
+    """One service instance; :meth:`run` returns the process exit code."""
+
+    def __init__(self, cfg: ServiceConfig) -> None:
+        self.cfg = cfg
+        self.wd = os.path.abspath(cfg.wd)
+        self.replay: Optional[Replay] = None
+        self.requests: List[Any] = []
+        self.request_offset = 0
+        self.file_path: Optional[str] = cfg.file_path
+        # things that can fail are done before the loop starts: a clear error, exit non-zero
+        if not os.path.isdir(self.wd):
+            try:
+                os.makedirs(self.wd, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"--wd: cannot create {self.wd}: {exc.strerror}") from None
+        if cfg.resume:
+            self.aux_dir = find_aux_dir(cfg.resume)
+            self.replay = read_journal(self.aux_dir)
+            base = os.path.basename(self.aux_dir)
+            self.instance_id = base[len(AUX_PREFIX):] if base.startswith(AUX_PREFIX) else base
+            if self.file_path is None and self.replay.file_mode and self.replay.file_path \
+                    and os.path.isfile(self.replay.file_path):
+                self.file_path = self.replay.file_path
+                self.request_offset = self.replay.file_done
+        else:
+            self.instance_id = cfg.instance_id()
+            self.aux_dir = os.path.join(self.wd, AUX_PREFIX + self.instance_id)
+        if self.file_path is not None:
+            self.file_path = os.path.abspath(self.file_path)
+            self.requests = load_requests(self.file_path)
+        if cfg.nodes is not None:
+            self.nodes: List[Node] = parse_nodes_spec(cfg.nodes)
+        else:
+            if cfg.resources == "auto" and os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_NODELIST"):
+                sys.stderr.write("qcg-pm-service: warning: inside a Slurm allocation, but this build runs "
+                                 "jobs on the local host only; use --nodes to describe the resources\n")
+            self.nodes = local_nodes()
+        self.pool = ResourcePool(copy.deepcopy(self.nodes), system_core=cfg.system_core)
+        try:
+            os.makedirs(self.aux_dir, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the auxiliary directory {self.aux_dir}: {exc.strerror}") from None
+        self.env_schema = "slurm" if cfg.envschema == "slurm" else "none"
+
+    # --- logging -----------------------------------------------------------------------
+    def _setup_logging(self) -> logging.Handler:
+        path = os.path.join(self.aux_dir, "service.log")
+        tags = f" (with tags {','.join(self.cfg.tags)})" if self.cfg.tags else ""
+        with open(path, "a", encoding="utf-8") as fh:  # the first line, whatever the log level
+            fh.write(f"service {self.instance_id} version {__version__} started "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} @ {socket.gethostname()}{tags}\n")
+        handler = logging.FileHandler(path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        root = logging.getLogger("qcg_pilotjob")
+        root.addHandler(handler)
+        root.setLevel(getattr(logging, self.cfg.log.upper()))
+        root.propagate = False
+        return handler
+
+    # --- main --------------------------------------------------------------------------
+    def run(self) -> int:
+        return asyncio.run(self._main())
+
+    async def _main(self) -> int:
+        loop = asyncio.get_running_loop()
+        handler = self._setup_logging()
+        cfg = self.cfg
+        changed = asyncio.Event()
+        report_path = cfg.report_file if os.path.isabs(cfg.report_file) else \
+            os.path.join(self.aux_dir, cfg.report_file)
+        report = LineWriter(None if cfg.report_format == "none" else report_path)
+        journal_writer = LineWriter(os.path.join(self.aux_dir, JOURNAL_NAME))
+        flusher = Flusher(loop, [report, journal_writer])
+        journal = Journal(journal_writer)
+        front_pool = ResourcePool(copy.deepcopy(self.nodes), system_core=cfg.system_core)
+
+        def to_partition(msg: Any) -> None:
+            loop.call_soon(partition.receive, msg)
+
+        link = PartitionLink(0, "partition-0", front_pool, to_partition)
+        front = Front([link], instance_id=self.instance_id, report=report,
+                      report_format=cfg.report_format, journal=journal, on_change=changed.set)
+        front.interfaces = ["file"] if self.file_path else []
+        partition = PartitionManager(
+            loop, self.pool, lambda msg: loop.call_soon(front.on_message, link, msg),
+            executor_options={"root_wd": self.wd, "aux_dir": self.aux_dir, "env_schema": self.env_schema,
+                              "zmq_address": None, "kill_grace": cfg.kill_grace},
+        )
+        journal.record("start", id=self.instance_id, version=__version__, resumed=bool(self.replay),
+                       file_mode=self.file_path is not None and not cfg.net, file_path=self.file_path)
+        _log.info("resources: %d nodes, %d cores%s", self.pool.total_nodes, self.pool.total_cores,
+                  " (one core reserved for the service)" if cfg.system_core else "")
+        stop_signal: List[int] = []
+
+        def on_signal(signum: int) -> None:
+            if not stop_signal:
+                _log.warning("signal %d received: stopping", signum)
+            stop_signal.append(signum)
+            changed.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
+        progress = Progress(front, sys.stdout) if cfg.show_progress else None
+        if progress:
+            progress.start(loop)
+        try:
+            if self.replay is not None:
+                restored = front.replay(self.replay)
+                _log.warning("resumed from %s: %d jobs restored, %d tasks already final", self.aux_dir,
+                             restored, front.tasks_done)
+                if self.replay.file_mode and not cfg.net:
+                    # the original run was driven by a request file: end once every job has ended
+                    front.finish_after_all = True
+            file_done = await self._process_file(front, journal, stop_signal)
+            if file_done and not front.finish_after_all and not front.finish_requested and not cfg.net:
+                if not front.all_done:
+                    running = front.active_jobs
+                    _log.warning("the request file ended without finishAfterAllTasksDone: %d unfinished jobs "
+                                 "are stopped now", running)
+                    sys.stderr.write(f"qcg-pm-service: warning: request file ended without "
+                                     f"finishAfterAllTasksDone; {running} unfinished jobs were stopped\n")
+                front.finish_requested = True
+            while not stop_signal:
+                if front.finish_requested or (front.finish_after_all and front.all_done):
+                    break
+                changed.clear()
+                await changed.wait()
+            # shutdown: stop every task, wait for the partition to report it stopped
+            front.stopping = True
+            link.send(ShutdownMsg("finish"))
+            while not link.stopped:
+                changed.clear()
+                await changed.wait()
+            self._write_final_status(front)
+        finally:
+            if progress:
+                progress.stop()
+            flusher.close()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            _log.warning("service %s finished: %d tasks ended, %d jobs in registry", self.instance_id,
+                         front.tasks_done, len(front.jobs))
+            logging.getLogger("qcg_pilotjob").removeHandler(handler)
+            handler.close()
+        if stop_signal:
+            return 128 + stop_signal[0]
+        return 0
+
+    async def _process_file(self, front: Front, journal: Journal, stop_signal: List[int]) -> bool:
+        if self.file_path is None:
+            return False
+        total = len(self.requests)
+        for index in range(self.request_offset, total):
+            if stop_signal or front.finish_requested:
+                break
+            req = self.requests[index]
+            resp = front.handle_request(req)
+            journal.record("file", done=index + 1)
+            name = req.get("request") if isinstance(req, dict) else None
+            if resp.get("code") == 0:
+                _log.info("request %d/%d (%s): %s", index + 1, total, name, _short(resp))
+            else:
+                _log.error("request %d/%d (%s) failed: %s", index + 1, total, name, resp.get("message"))
+            if index % 64 == 63:
+                await asyncio.sleep(0)  # let started tasks be reaped between large batches
+        return True
+
+    def _write_final_status(self, front: Front) -> None:
+        status: Dict[str, Any] = front.status_data()
+        status["System"].update({
+            "Version": __version__,
+            "Wd": self.wd,
+            "AuxDir": self.aux_dir,
+            "PythonVersion": sys.version.split()[0],
+            "Python": sys.executable,
+            "Platform": sys.platform,
+        })
+        text = json.dumps(status, indent=2)
+        for name in ("final_status", "final_status.json"):
+            with open(os.path.join(self.aux_dir, name), "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
