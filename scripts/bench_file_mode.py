@@ -51,7 +51,7 @@ def main() -> int:
         proc = subprocess.run(cmd, check=False)
         wall = time.perf_counter() - t0
         rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        aux = [d for d in os.listdir(wd) if d.startswith(".qcgpjm-service-")][0]
+        aux = next(d for d in os.listdir(wd) if d.startswith(".qcgpjm-service-"))
         with open(os.path.join(wd, aux, "final_status")) as fh:
             status = json.load(fh)
     done = status["IterationStats"]["FinishedIterations"]

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..jobdesc import JobDescription
 from ..states import JobState
 
-__all__ = ["IterRecord", "JobRecord", "format_time", "format_rtime"]
+__all__ = ["IterRecord", "JobRecord", "format_rtime", "format_time"]
 
 
 def format_time(ts: float) -> str:

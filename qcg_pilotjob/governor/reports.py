@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..states import JobState
 from .registry import JobRecord, format_rtime, format_time
 
-__all__ = ["Flusher", "LineWriter", "report_entry", "format_report"]
+__all__ = ["Flusher", "LineWriter", "format_report", "report_entry"]
 
 
 class LineWriter:

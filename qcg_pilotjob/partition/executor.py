@@ -9,6 +9,7 @@ SIGKILL after ``kill_grace`` seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -40,7 +41,7 @@ class RunningTask:
     iteration: Optional[int]
     allocation: Allocation
     plan: LaunchPlan
-    proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+    proc: Optional[subprocess.Popen] = None
     pid: int = 0
     started: float = 0.0
     pidfd: int = -1
@@ -199,10 +200,8 @@ class LocalExecutor:
         for timer in task.timers:
             timer.cancel()
         if task.plan.hostfile:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(task.plan.hostfile)
-            except OSError:
-                pass
         self.running.pop(task.key, None)
         if not self.running:
             self._idle.set()
@@ -212,10 +211,8 @@ class LocalExecutor:
     def _signal(self, task: RunningTask, sig: int) -> None:
         if task.key not in self.running:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(task.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def stop(self, key: TaskKey, reason: str) -> bool:
         """SIGTERM now, SIGKILL after the grace period. False if not running."""

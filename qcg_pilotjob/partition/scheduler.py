@@ -106,6 +106,8 @@ class TaskSpec:
                 n = iteration_size(cores, pool.total_cores, self.iter_total, ordinal)
                 return Requirement(n, n)
             return Requirement(cores.minimum, cores.maximum)
+        nmin: int
+        nmax: Optional[int]
         if nodes.scheduler:
             n = iteration_size(nodes, pool.total_nodes, self.iter_total, ordinal)
             nmin, nmax = n, n

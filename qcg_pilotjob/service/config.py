@@ -7,7 +7,6 @@ True
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 from dataclasses import dataclass, field, replace
@@ -64,9 +63,8 @@ class ServiceConfig:
             raise ConfigError(f"--resources: must be auto, slurm or local, not {cfg.resources!r}")
         if cfg.report_format not in ("text", "json", "none"):
             raise ConfigError(f"--report-format: must be text, json or none, not {cfg.report_format!r}")
-        if not cfg.report_file or os.sep in cfg.report_file and not os.path.isabs(cfg.report_file):
-            if not cfg.report_file:
-                raise ConfigError("--report-file: must not be empty")
+        if not cfg.report_file:
+            raise ConfigError("--report-file: must not be empty")
         if cfg.log.lower() not in LOG_LEVELS:
             raise ConfigError(f"--log: must be one of {', '.join(LOG_LEVELS)}, not {cfg.log!r}")
         if cfg.kill_grace < 0:

@@ -139,12 +139,15 @@ class Service:
         def to_partition(msg: Any) -> None:
             loop.call_soon(partition.receive, msg)
 
+        def to_front(msg: Any) -> None:
+            loop.call_soon(front.on_message, link, msg)
+
         link = PartitionLink(0, "partition-0", front_pool, to_partition)
         front = Front([link], instance_id=self.instance_id, report=report,
                       report_format=cfg.report_format, journal=journal, on_change=changed.set)
         front.interfaces = ["file"] if self.file_path else []
         partition = PartitionManager(
-            loop, self.pool, lambda msg: loop.call_soon(front.on_message, link, msg),
+            loop, self.pool, to_front,
             executor_options={"root_wd": self.wd, "aux_dir": self.aux_dir, "env_schema": self.env_schema,
                               "zmq_address": None, "kill_grace": cfg.kill_grace},
         )
