@@ -125,6 +125,8 @@ def parse_walltime(value: Any, job: Optional[str] = None) -> float:
         seconds = float(h * 3600 + mi * 60 + s)
     else:
         raise _err(job, "resources.wt", f"invalid wall time {value!r}")
+    if seconds != seconds or seconds == float("inf"):  # NaN or infinity (json accepts both)
+        raise _err(job, "resources.wt", f"invalid wall time {value!r}; it must be a finite number")
     if seconds <= 0:
         raise _err(job, "resources.wt", "wall time must be greater than zero")
     return seconds

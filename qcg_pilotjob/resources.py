@@ -123,8 +123,10 @@ def parse_nodes_spec(spec: str) -> List[Node]:
             gpus = int(gpus_s)
         except ValueError:
             raise ResourceError(f"--nodes: cannot parse {item!r}; cores and GPUs must be integers") from None
-        if cores < 1 or gpus < 0:
+        if cores < 1:
             raise ResourceError(f"--nodes: {item!r}: a node needs at least one core")
+        if gpus < 0:
+            raise ResourceError(f"--nodes: {item!r}: the number of GPUs must not be negative")
         if any(n.name == name for n in nodes):
             raise ResourceError(f"--nodes: node name {name!r} given twice")
         nodes.append(Node(name, [str(c) for c in range(cores)], [str(g) for g in range(gpus)]))

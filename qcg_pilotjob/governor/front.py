@@ -79,6 +79,30 @@ def _ranges(indexes: Sequence[int]) -> List[Tuple[int, int]]:
     return out
 
 
+def _dependency_cycle(descs: Sequence[JobDescription]) -> Optional[List[str]]:
+    """A dependency cycle among jobs submitted together, or None. (Jobs registered earlier
+    cannot be part of one: their dependencies on unknown jobs were already omitted.)"""
+    graph = {d.name: [dep.name for dep in d.dependencies] for d in descs}
+    state: Dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in graph:
+        if root in state:
+            continue
+        path, stack = [root], [iter(graph[root])]
+        state[root] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif nxt in graph and state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            elif nxt in graph and nxt not in state:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(graph[nxt]))
+    return None
+
+
 class Front:
     """Registry, dependencies, routing and every client request."""
 
@@ -200,6 +224,9 @@ class Front:
             self._check_fits(desc)
             names.add(desc.name)
             descs.append(desc)
+        cycle = _dependency_cycle(descs)
+        if cycle is not None:  # those jobs would wait for each other forever
+            raise JobDescriptionError(cycle[0], "dependencies", f"dependency cycle: {' -> '.join(cycle)}")
         self.journal.record("submit", jobs=[d.raw for d in descs])
         self.register(descs)
         n = len(descs)
@@ -693,6 +720,8 @@ class Front:
             final = JobState.SUCCEED
         elif all(r.state is JobState.OMITTED for r in job.tasks):
             final = JobState.OMITTED
+        elif all(r.state is JobState.CANCELED for r in job.tasks):  # e.g. all stopped by the service's end
+            final = JobState.CANCELED
         else:
             final = JobState.FAILED
             job.add_message(f"{job.failed} of {job.total} iterations did not succeed")

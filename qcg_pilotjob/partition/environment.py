@@ -96,7 +96,7 @@ def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation
     hostfile = None
     if alloc.cores > 1:
         suffix = f".{iteration}" if iteration is not None else ""
-        hostfile = os.path.join(hostfile_dir, f"{desc.name}{suffix}.hostfile")
+        hostfile = os.path.join(hostfile_dir, f"{desc.name.replace('/', '_')}{suffix}.hostfile")
         env["QCG_PM_HOSTFILE"] = hostfile
     if env_schema == "slurm":
         env.update({

@@ -106,7 +106,11 @@ class PartitionManager:
             for it in failed.iterations:
                 self._event(failed.spec.name, it, JobState.FAILED, {"message": failed.message})
         for st in result.started:
-            error = self.executor.start(st.spec, st.iteration, st.allocation)
+            try:
+                error = self.executor.start(st.spec, st.iteration, st.allocation)
+            except Exception as exc:  # fail this task; an escaping error would stop all scheduling
+                _log.exception("cannot start task %s", st.spec.name)
+                error = f"cannot start the task: {exc}"
             if error is not None:
                 self.scheduler.release(st.allocation)
                 again = True

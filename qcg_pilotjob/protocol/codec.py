@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Type
 
 import msgpack
 
+from ..errors import JobDescriptionError
 from ..jobdesc import JobDescription
 from .messages import (
     PROTOCOL_VERSION,
@@ -82,6 +83,6 @@ def decode(data: bytes) -> Message:
             return ShutdownMsg(*rest)
         if mtype == StoppedMsg.TYPE:
             return StoppedMsg()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, JobDescriptionError) as exc:
         raise DecodeError(f"malformed message of type {mtype!r}: {exc}") from None
     raise DecodeError(f"unknown message type {mtype!r}")
