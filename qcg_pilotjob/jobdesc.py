@@ -49,7 +49,7 @@ _EXEC_KEYS = {
 }
 _RES_KEYS = {"numCores", "numNodes", "wt", "nodeCrs"}
 _SIZE_KEYS = {"exact", "min", "max", "scheduler"}
-_CRS = ("gpu", "mem")
+_CRS = ("gpu",)
 _WT = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _BAD_NAME_CHARS = set("${}()'\": \t\n\r")
 

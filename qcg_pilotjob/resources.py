@@ -136,10 +136,10 @@ def parse_nodes_spec(spec: str) -> List[Node]:
 def local_nodes() -> List[Node]:
     """One node named after this host with every core this process may use."""
     try:
-        count = len(os.sched_getaffinity(0))
+        cpus = sorted(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
-        count = os.cpu_count() or 1
-    return [Node(socket.gethostname(), [str(c) for c in range(count)])]
+        cpus = list(range(os.cpu_count() or 1))
+    return [Node(socket.gethostname(), [str(c) for c in cpus])]
 
 
 class ResourcePool:

@@ -33,9 +33,7 @@ class Progress:
         queued = t[JobState.QUEUED]
         elapsed = max(time.monotonic() - self._t0, 1e-6)
         rate = (done + failed) / elapsed
-        eta = f"{queued + running:.0f}" if rate <= 0 else _fmt(int((queued + running) / rate))
-        if rate <= 0:
-            eta = "?"
+        eta = "?" if rate <= 0 else _fmt(int((queued + running) / rate))
         return (f"done {done}  failed {failed}  running {running}  queued {queued}  "
                 f"{rate:.1f} tasks/s  ETA {eta}")
 

@@ -1,0 +1,385 @@
+"""Client API: ``Manager`` talks to a running service, ``LocalManager`` starts one first.
+
+Requests travel over one persistent ZMQ REQ socket (msgpack by default; ``cfg={"encoding":
+"json"}`` speaks QCG-PilotJob's JSON). ``wait4``/``wait4all`` listen to the service's
+status events and return as soon as the last awaited job ends; a status poll every
+``poll_delay`` seconds covers events lost in transit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any, Dict, Iterable, List, Optional, Set, Union
+
+import zmq
+
+from ..protocol.transport import connect_requester, connect_subscriber, parse_address, sync_context
+from ..protocol.wire import decode_reply, encode_request
+from . import errors
+from .job import Jobs
+from .jobinfo import JobInfo
+
+__all__ = ["LocalManager", "Manager"]
+
+_log = logging.getLogger("qcg_pilotjob.api")
+
+_FINAL = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
+Names = Union[str, Iterable[str]]
+
+
+def _name_list(names: Names) -> List[str]:
+    if isinstance(names, str):
+        return [names]
+    return list(names)
+
+
+class Manager:
+    """A connection to one running service (a manager or a governor)."""
+
+    DEFAULT_ADDRESS_ENV = "QCG_PM_ZMQ_ADDRESS"
+    DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
+    DEFAULT_PROTO = "tcp"
+    DEFAULT_PORT = "5555"
+    DEFAULT_POLL_DELAY = 2
+
+    def __init__(self, address: Optional[str] = None, cfg: Optional[Dict[str, Any]] = None) -> None:
+        cfg = dict(cfg or {})
+        self._cfg = cfg
+        self._log_handler: Optional[logging.Handler] = None
+        self._setup_logging(cfg)
+        if address is None:
+            address = os.environ.get(self.DEFAULT_ADDRESS_ENV, self.DEFAULT_ADDRESS)
+        self._address = parse_address(address)
+        self.poll_delay = float(cfg.get("poll_delay", self.DEFAULT_POLL_DELAY))
+        timeout = cfg.get("request_timeout", 600)
+        self._timeout_ms = None if timeout is None else int(float(timeout) * 1000)
+        self._encoding = cfg.get("encoding", "msgpack")
+        if self._encoding not in ("msgpack", "json"):
+            raise errors.WrongArgumentsError("cfg['encoding'] must be 'msgpack' or 'json'")
+        self._ctx = sync_context()
+        self._sock: Optional[zmq.Socket] = None
+        self._sub: Optional[zmq.Socket] = None
+        self._connect()
+
+    # --- connection ----------------------------------------------------------------------
+    def _setup_logging(self, cfg: Dict[str, Any]) -> None:
+        log_file = cfg.get("log_file")
+        if log_file:
+            handler = logging.FileHandler(log_file)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            _log.addHandler(handler)
+            level = str(cfg.get("log_level", "info")).upper()
+            _log.setLevel(getattr(logging, level, logging.INFO))
+            self._log_handler = handler
+
+    def _connect(self) -> None:
+        self._sock = connect_requester(self._ctx, self._address, self._timeout_ms)
+        status = self.system_status().get("System", {})
+        pub = status.get("StatusPublisher")
+        if pub:
+            self._sub = connect_subscriber(self._ctx, pub, ("IFI", "JFI", "NOJ"))
+        _log.info("connected to %s @ %s (events: %s)", status.get("InstanceId"), self._address, pub)
+
+    def _send(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        if self._sock is None:
+            raise errors.ConnectionError("Not connected")
+        try:
+            self._sock.send(encode_request(request, self._encoding))
+            raw = self._sock.recv()
+        except zmq.Again:
+            # the socket stays usable (REQ_RELAXED); the late reply is discarded (REQ_CORRELATE)
+            raise errors.ConnectionError(
+                f"no reply from the service at {self._address} within {self._timeout_ms / 1000:g}s"
+                if self._timeout_ms else f"no reply from the service at {self._address}") from None
+        except zmq.ZMQError as exc:
+            raise errors.ConnectionError(f"request to {self._address} failed: {exc}") from None
+        try:
+            reply = decode_reply(raw, self._encoding)
+        except Exception as exc:
+            raise errors.InternalError(f"Invalid reply from the service: {exc}") from None
+        if not isinstance(reply, dict) or "code" not in reply:
+            raise errors.InternalError("Invalid reply from the service")
+        return reply
+
+    @staticmethod
+    def _check(reply: Dict[str, Any], need_data: bool = True) -> Any:
+        if reply["code"] != 0:
+            raise errors.ConnectionError(f"Request failed - {reply.get('message', 'unknown error')}")
+        if need_data:
+            if "data" not in reply:
+                raise errors.InternalError("Invalid reply from the service")
+            return reply["data"]
+        return reply
+
+    def send_request(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        """Send any request; returns the whole (successful) response."""
+        return self._check(self._send(request), need_data=False)
+
+    # --- requests ----------------------------------------------------------------------
+    def system_status(self) -> Dict[str, Any]:
+        return self._check(self._send({"request": "status"}))
+
+    def resources(self) -> Dict[str, Any]:
+        return self._check(self._send({"request": "resourcesInfo"}))
+
+    def submit(self, jobs: Jobs) -> List[str]:
+        if not isinstance(jobs, Jobs):
+            raise errors.WrongArgumentsError("submit takes a Jobs object")
+        data = self._check(self._send({"request": "submit", "jobs": jobs.ordered_jobs()}))
+        if "jobs" not in data:
+            raise errors.InternalError("Missing response data")
+        return list(data["jobs"])
+
+    def list(self) -> Dict[str, Any]:
+        data = self._check(self._send({"request": "listJobs"}))
+        if "jobs" not in data:
+            raise errors.InternalError("Rquest failed - missing jobs data")
+        return data["jobs"]
+
+    def status(self, names: Names) -> Dict[str, Any]:
+        return self._check(self._send({"request": "jobStatus",
+                                       "jobNames": _name_list(names)}))
+
+    def info(self, names: Names, **kwargs: Any) -> Dict[str, Any]:
+        req: Dict[str, Any] = {"request": "jobInfo", "jobNames": _name_list(names)}
+        if kwargs:
+            req["params"] = kwargs
+        return self._check(self._send(req))
+
+    def info_parsed(self, names: Names, **kwargs: Any) -> Dict[str, JobInfo]:
+        data = self.info(names, **kwargs)
+        out: Dict[str, JobInfo] = {}
+        for name, entry in data.get("jobs", {}).items():
+            if entry.get("status") == 0:
+                out[name] = JobInfo.from_job(entry["data"])
+        return out
+
+    def remove(self, names: Names) -> Dict[str, Any]:
+        return self._check(self._send({"request": "removeJob",
+                                       "jobNames": _name_list(names)}))
+
+    def cancel(self, names: Names) -> Dict[str, Any]:
+        return self._check(self._send({"request": "cancelJob",
+                                       "jobNames": _name_list(names)}))
+
+    def finish(self) -> None:
+        """Ask the service to finish (running jobs are stopped) and close the connection."""
+        self._check(self._send({"request": "finish"}))
+        self._disconnect()
+        self.cleanup()
+
+    def _disconnect(self) -> None:
+        for sock in (self._sock, self._sub):
+            if sock is not None:
+                sock.close(linger=0)
+        self._sock = self._sub = None
+
+    def cleanup(self) -> None:
+        if self._log_handler is not None:
+            _log.removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
+
+    # --- waiting -----------------------------------------------------------------------
+    @staticmethod
+    def is_status_finished(status: str) -> bool:
+        return status in _FINAL
+
+    def _events(self, timeout: float) -> List[tuple]:
+        """Events received within ``timeout`` seconds (at least one, unless it elapses)."""
+        if self._sub is None:
+            time.sleep(max(0.0, timeout))
+            return []
+        out = []
+        if self._sub.poll(int(max(0.0, timeout) * 1000)):
+            while True:
+                try:
+                    text = self._sub.recv_string(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                topic, _, payload = text.partition(" ")
+                try:
+                    out.append((topic, json.loads(payload) if payload else {}))
+                except ValueError:
+                    _log.warning("malformed status event dropped: %.80s", text)
+        return out
+
+    def wait4(self, names: Names, timeout: Optional[float] = None) -> Dict[str, str]:
+        """Wait until every named job (or ``name:it``) is finished; returns their states.
+
+        Raises :class:`~.errors.TimeoutElapsed` when ``timeout`` seconds pass first.
+        """
+        pending: Set[str] = set(_name_list(names))
+        result: Dict[str, str] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pending:
+            data = self.status(sorted(pending))
+            for name, entry in data.get("jobs", {}).items():
+                if entry.get("status") != 0:
+                    raise errors.InternalError(f"Missing job's {name} data: {entry.get('message')}")
+                state = entry["data"]["status"]
+                if self.is_status_finished(state):
+                    pending.discard(name)
+                    result[name] = state
+            next_poll = time.monotonic() + self.poll_delay
+            while pending:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    raise errors.TimeoutElapsed(f"{len(pending)} job(s) not finished within {timeout}s")
+                if now >= next_poll:
+                    break
+                wait = next_poll - now if deadline is None else min(next_poll, deadline) - now
+                for topic, ev in self._events(wait):
+                    if topic not in ("IFI", "JFI"):
+                        continue
+                    name = ev.get("job")
+                    if ev.get("it") is not None:
+                        name = f"{name}:{ev['it']}"
+                    if name in pending:
+                        pending.discard(name)
+                        result[name] = ev.get("state", "")
+        return result
+
+    def wait4all(self, timeout: Optional[float] = None) -> None:
+        """Wait until the service has no unfinished job. A "no jobs" event is confirmed with
+        a status request before returning, so an event left from an earlier burst of jobs
+        cannot end the wait early."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            data = self._check(self._send({"request": "status", "options": {"allJobsFinished": True}}))
+            if data.get("AllJobsFinished"):
+                return
+            next_poll = time.monotonic() + self.poll_delay
+            woke = False
+            while not woke:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    raise errors.TimeoutElapsed(f"jobs not finished within {timeout}s")
+                if now >= next_poll:
+                    break
+                wait = next_poll - now if deadline is None else min(next_poll, deadline) - now
+                woke = any(topic == "NOJ" for topic, _ in self._events(wait))
+
+    def wait4_any_job_finish(self, timeout: Optional[float] = None) -> tuple:
+        """Wait for the next job or iteration to finish; returns (name, state)."""
+        if self._sub is None:
+            raise errors.ServiceError("Service not support publishing status events")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = 3600.0 if deadline is None else deadline - time.monotonic()
+            if wait <= 0:
+                raise errors.TimeoutElapsed(f"no job finished within {timeout}s")
+            for topic, ev in self._events(wait):
+                if topic in ("IFI", "JFI"):
+                    name = ev.get("job")
+                    if ev.get("it") is not None:
+                        name = f"{name}:{ev['it']}"
+                    return name, ev.get("state")
+
+
+class LocalManager(Manager):
+    """Starts a service as a child process on this host and connects to it.
+
+    The service ends when :meth:`finish` is called, or when this program exits or dies
+    (it watches a pipe held open by this process), so no service is left behind.
+    """
+
+    def __init__(self, server_args: Optional[List[str]] = None, cfg: Optional[Dict[str, Any]] = None) -> None:
+        cfg = dict(cfg or {})
+        args = [str(a) for a in (server_args or [])]
+        if "--net" not in args:
+            args.append("--net")
+        init_timeout = float(cfg.get("init_timeout", 300))
+        ready_r, ready_w = os.pipe()
+        life_r, life_w = os.pipe()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - kept for the service's lifetime
+        cmd = [sys.executable, "-m", "qcg_pilotjob.service", *args,
+               "--ready-fd", str(ready_w), "--lifeline-fd", str(life_r)]
+        try:
+            self.qcgpm_process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=self._stderr,
+                                                  pass_fds=(ready_w, life_r))
+        finally:
+            os.close(ready_w)
+            os.close(life_r)
+        os.set_inheritable(life_w, False)
+        self._lifeline = life_w
+        try:
+            info = self._wait_ready(ready_r, init_timeout)
+        except BaseException:
+            self._kill()
+            raise
+        finally:
+            os.close(ready_r)
+        self.aux_dir: Optional[str] = info.get("aux")
+        super().__init__(info["address"], cfg)
+
+    def _service_error(self) -> str:
+        self._stderr.seek(0)
+        text = self._stderr.read().decode("utf-8", "replace").strip()
+        return text[-2000:] if text else "(no output)"
+
+    def _wait_ready(self, fd: int, timeout: float) -> Dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        buf = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise errors.ServiceError(f"Service not started in {timeout:g}s; its output: "
+                                          f"{self._service_error()}")
+            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+            if ready:
+                chunk = os.read(fd, 65536)
+                if chunk:
+                    buf += chunk
+                    if b"\n" in buf:
+                        return dict(json.loads(buf.split(b"\n", 1)[0]))
+                    continue
+                # EOF without a ready line: the service failed
+                self.qcgpm_process.wait(timeout=10)
+                raise errors.ServiceError(f"Service failed to start (exit code {self.qcgpm_process.returncode}): "
+                                          f"{self._service_error()}")
+            if self.qcgpm_process.poll() is not None:
+                raise errors.ServiceError(f"Service failed to start (exit code {self.qcgpm_process.returncode}): "
+                                          f"{self._service_error()}")
+
+    def _kill(self) -> None:
+        proc = self.qcgpm_process
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._lifeline >= 0:
+            os.close(self._lifeline)
+            self._lifeline = -1
+
+    def finish(self) -> None:
+        """Finish the service and return once its process has exited (SIGTERM after 10 s)."""
+        try:
+            super().finish()
+        finally:
+            try:
+                self.qcgpm_process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _log.warning("service did not exit within 10 s of finish; terminating it")
+            self._kill()
+            self._stderr.close()
+
+    def kill_manager_process(self) -> None:
+        """Terminate the service process with SIGTERM."""
+        self.qcgpm_process.terminate()
+
+    def __del__(self) -> None:
+        life = getattr(self, "_lifeline", -1)
+        if life >= 0:
+            os.close(life)
+            self._lifeline = -1
