@@ -202,9 +202,11 @@ class Front:
         return JobDescription.from_dict(data)
 
     def _check_fits(self, desc: JobDescription) -> None:
+        """Reject (the whole request) a job whose cores or nodes exceed every partition. A
+        request for GPUs no node has is accepted and FAILED by the scheduler with a message."""
         problems = []
         for link in self.links:
-            problem = feasibility(link.pool, desc, desc.total_iterations)
+            problem = feasibility(link.pool, desc, desc.total_iterations, with_gpus=False)
             if problem is None:
                 return
             problems.append(problem)

@@ -318,8 +318,9 @@ class Scheduler:
         return removed
 
 
-def feasibility(pool: ResourcePool, desc: JobDescription, iter_total: int) -> Optional[str]:
-    """Why ``desc`` can never run on ``pool`` (checked for its first iteration), or None."""
+def feasibility(pool: ResourcePool, desc: JobDescription, iter_total: int, with_gpus: bool = True) -> Optional[str]:
+    """Why ``desc`` can never run on ``pool`` (checked for its first iteration), or None.
+    ``with_gpus=False`` checks only the numbers of cores and nodes."""
     spec = TaskSpec(desc, iter_total)
     first = desc.iteration.start if desc.iteration else None
     try:
@@ -329,4 +330,4 @@ def feasibility(pool: ResourcePool, desc: JobDescription, iter_total: int) -> Op
     if req.nodes_min is None:
         return pool.never_fits((req.cores_min or 1, req.cores_max), None, 0)
     cores = None if req.cores_min is None else (req.cores_min, req.cores_max)
-    return pool.never_fits(cores, (req.nodes_min, req.nodes_max), req.gpus)
+    return pool.never_fits(cores, (req.nodes_min, req.nodes_max), req.gpus if with_gpus else 0)
