@@ -66,6 +66,7 @@ def read_journal(aux_dir: str) -> Replay:
     replay = Replay()
     current: Dict[str, Finals] = {}
     path = os.path.join(aux_dir, JOURNAL_NAME)
+    started = False
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             line = line.strip()
@@ -77,6 +78,7 @@ def read_journal(aux_dir: str) -> Replay:
                 continue  # a line cut by the kill: everything before it is whole
             kind = rec.get("t")
             if kind == "start" and not replay.steps:
+                started = True
                 replay.file_mode = bool(rec.get("file_mode"))
                 replay.file_path = rec.get("file_path")
             elif kind == "submit":
@@ -96,4 +98,9 @@ def read_journal(aux_dir: str) -> Replay:
                 replay.finish_after_all = True
             elif kind == "file":
                 replay.file_done = max(replay.file_done, int(rec.get("done", 0)))
+    if not started:  # killed before its first record reached the disk: nothing to resume from
+        raise ResumeError(
+            f"Resume directory {aux_dir} is not valid QCG-PilotJob auxiliary directory: {JOURNAL_NAME} holds "
+            f"no start record (the run was stopped before it recorded anything); run it again without --resume"
+        )
     return replay

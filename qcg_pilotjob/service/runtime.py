@@ -153,6 +153,7 @@ class Service:
         )
         journal.record("start", id=self.instance_id, version=__version__, resumed=bool(self.replay),
                        file_mode=self.file_path is not None and not cfg.net, file_path=self.file_path)
+        journal_writer.flush()  # at once: a run killed within the first flush interval stays resumable
         _log.info("resources: %d nodes, %d cores%s", self.pool.total_nodes, self.pool.total_cores,
                   " (one core reserved for the service)" if cfg.system_core else "")
         stop_signal: List[int] = []
