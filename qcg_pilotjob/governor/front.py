@@ -671,6 +671,8 @@ class Front:
             rec.set_state(JobState.SCHEDULED, ev.time, job.submit_time)
             rec.set_state(JobState.EXECUTING, ev.time, job.submit_time)
             rec.runtime = {k: data[k] for k in ("allocation", "wd", "pid") if k in data}
+            if "pid" in data:  # lets a resume stop processes a killed service left behind
+                self.journal.record("run", j=job.name, i=ev.iteration, p=data["pid"], w=ev.time)
             if job.state is JobState.QUEUED:
                 self._job_state(job, JobState.EXECUTING, ev.time)
             return
@@ -702,8 +704,11 @@ class Front:
             job.failed += 1
         self.tasks_done += 1
         it = job.iteration_of(idx)
+        # a task stopped because the service stops is not final for a resume: it runs again
+        interrupted = self.stopping and state in (JobState.CANCELED, JobState.OMITTED)
         if not replay:
-            self.journal.record("final", j=job.name, i=it, s=state.name, w=when, r=rec.runtime, m=rec.message)
+            if not interrupted:
+                self.journal.record("final", j=job.name, i=it, s=state.name, w=when, r=rec.runtime, m=rec.message)
             if job.iterative:
                 self.report.write(format_report(report_entry(job, idx), self.report_format))
         if job.iterative:

@@ -43,7 +43,10 @@ class Replay:
     finish_after_all: bool = False
     file_mode: bool = False
     file_path: Optional[str] = None
-    file_done: int = 0
+    #: requests done per request file (a resume may read a different file)
+    file_done: Dict[str, int] = field(default_factory=dict)
+    #: tasks that were started and have no final record: (job, iteration) -> (pid, start time)
+    running: Dict[Tuple[str, Optional[int]], Tuple[int, float]] = field(default_factory=dict)
 
 
 def find_aux_dir(path: str) -> str:
@@ -90,6 +93,7 @@ def read_journal(aux_dir: str) -> Replay:
                 target = current.get(rec["j"])
                 if target is not None:
                     target[(rec["j"], rec.get("i"))] = rec
+                replay.running.pop((rec["j"], rec.get("i")), None)
             elif kind == "remove":
                 replay.steps.append(("remove", rec["jobs"], {}))
                 for name in rec["jobs"]:
@@ -97,7 +101,10 @@ def read_journal(aux_dir: str) -> Replay:
             elif kind == "control" and rec.get("command") == "finishAfterAllTasksDone":
                 replay.finish_after_all = True
             elif kind == "file":
-                replay.file_done = max(replay.file_done, int(rec.get("done", 0)))
+                path = rec.get("path") or replay.file_path or ""
+                replay.file_done[path] = max(replay.file_done.get(path, 0), int(rec.get("done", 0)))
+            elif kind == "run":
+                replay.running[(rec["j"], rec.get("i"))] = (int(rec["p"]), float(rec["w"]))
     if not started:  # killed before its first record reached the disk: nothing to resume from
         raise ResumeError(
             f"Resume directory {aux_dir} is not valid QCG-PilotJob auxiliary directory: {JOURNAL_NAME} holds "

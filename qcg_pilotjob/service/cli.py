@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 import click
 
 from .. import __version__
-from ..errors import ConfigError, QCGError
+from ..errors import ConfigError, QCGError, ResourceError
 from .config import LOG_LEVELS, ServiceConfig
 
 __all__ = ["cli", "main"]
@@ -20,12 +20,12 @@ __all__ = ["cli", "main"]
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--net", is_flag=True, help="enable network interface")
 @click.option("--net-port", type=int, help="port to listen for network interface (implies --net)")
-@click.option("--net-port-min", type=int, default=2222, show_default=True,
-              help="minimum port range to listen for network interface if exact port number is not defined "
-                   "(implies --net)")
-@click.option("--net-port-max", type=int, default=9999, show_default=True,
-              help="maximum port range to listen for network interface if exact port number is not defined "
-                   "(implies --net)")
+@click.option("--net-port-min", type=int,
+              help="minimum port range to listen for network interface if exact port number is not "
+                   "defined (implies --net)  [default: 2222]")
+@click.option("--net-port-max", type=int,
+              help="maximum port range to listen for network interface if exact port number is not "
+                   "defined (implies --net)  [default: 9999]")
 @click.option("--file", "file_", is_flag=True, help="enable file interface")
 @click.option("--file-path", help="path to the request file (implies --file)")
 @click.option("--wd", default=".", show_default=True, help="working directory for the service")
@@ -33,7 +33,7 @@ __all__ = ["cli", "main"]
 @click.option("--resources", default="auto", show_default=True,
               help="source of information about available resources [auto|slurm|local] as well as a method "
                    "of job execution (through local processes or as a Slurm sub jobs)")
-@click.option("--report-format", default="text", show_default=True, help="format of job report file [text|json]")
+@click.option("--report-format", default="text", show_default=True, help="format of job report file [text|json|none]")
 @click.option("--report-file", default="jobs.report", show_default=True, help="name of the job report file")
 @click.option("--nodes", help="configuration of available resources (implies --resources local), "
                               "e.g. 4 or n1:4,n2:4")
@@ -87,7 +87,7 @@ def run(cfg: ServiceConfig) -> int:
         service = Service(cfg.validate())
     except QCGError as exc:
         sys.stderr.write(f"qcg-pm-service: error: {exc}\n")
-        return 2 if isinstance(exc, ConfigError) else 1
+        return 2 if isinstance(exc, (ConfigError, ResourceError)) else 1
     return service.run()
 
 

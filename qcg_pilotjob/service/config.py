@@ -30,8 +30,8 @@ def _not_yet(option: str, what: str) -> ConfigError:
 class ServiceConfig:
     net: bool = False
     net_port: Optional[int] = None
-    net_port_min: int = 2222
-    net_port_max: int = 9999
+    net_port_min: Optional[int] = None   # None: 2222, and --net not implied
+    net_port_max: Optional[int] = None   # None: 9999, and --net not implied
     file: bool = False
     file_path: Optional[str] = None
     wd: str = "."
@@ -73,6 +73,11 @@ class ServiceConfig:
                          ("--net-port-max", cfg.net_port_max)):
             if val is not None and not 1 <= val <= 65535:
                 raise ConfigError(f"{opt}: {val} is not a TCP port (1-65535)")
+        if cfg.net_port is not None or cfg.net_port_min is not None or cfg.net_port_max is not None:
+            cfg = replace(cfg, net=True)
+        cfg = replace(cfg, net_port_min=2222 if cfg.net_port_min is None else cfg.net_port_min,
+                      net_port_max=9999 if cfg.net_port_max is None else cfg.net_port_max)
+        assert cfg.net_port_min is not None and cfg.net_port_max is not None
         if cfg.net_port_min > cfg.net_port_max:
             raise ConfigError(f"--net-port-min ({cfg.net_port_min}) is larger than --net-port-max "
                               f"({cfg.net_port_max})")
@@ -94,8 +99,6 @@ class ServiceConfig:
             cfg = replace(cfg, resources="local")
         if cfg.file_path is not None:
             cfg = replace(cfg, file=True)
-        if cfg.net_port is not None or cfg.net_port_min != 2222 or cfg.net_port_max != 9999:
-            cfg = replace(cfg, net=True)
         if cfg.slurm_partition_nodes is not None:
             cfg = replace(cfg, governor=True)
         if cfg.file and cfg.file_path is None:

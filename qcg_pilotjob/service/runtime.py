@@ -59,6 +59,22 @@ def _short(obj: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def _stop_leftovers(replay: Replay) -> None:
+    """Kill the process groups of tasks a killed service left running (they run again)."""
+    import psutil
+
+    for (job, it), (pid, started) in replay.running.items():
+        try:
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - started) > 5.0:
+                continue  # the pid was reused by an unrelated process
+            os.killpg(pid, signal.SIGKILL)
+            _log.warning("resume: killed task %s%s (pid %d) left running by the previous run", job,
+                         "" if it is None else f":{it}", pid)
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+
+
 class Service:
     """One service instance; :meth:`run` returns the process exit code."""
 
@@ -83,13 +99,18 @@ class Service:
             if self.file_path is None and self.replay.file_mode and self.replay.file_path \
                     and os.path.isfile(self.replay.file_path):
                 self.file_path = self.replay.file_path
-                self.request_offset = self.replay.file_done
         else:
             self.instance_id = cfg.instance_id()
             self.aux_dir = os.path.join(self.wd, AUX_PREFIX + self.instance_id)
+            if os.path.exists(self.aux_dir):
+                raise ConfigError(f"--id: {self.aux_dir} already exists (a run with id {self.instance_id}); "
+                                  f"choose another --id, or continue that run with --resume {self.aux_dir}")
         if self.file_path is not None:
             self.file_path = os.path.abspath(self.file_path)
             self.requests = load_requests(self.file_path)
+            if self.replay is not None:
+                # requests of this file already done before the kill are not done again
+                self.request_offset = self.replay.file_done.get(self.file_path, 0)
         if cfg.nodes is not None:
             self.nodes: List[Node] = parse_nodes_spec(cfg.nodes)
         else:
@@ -103,6 +124,13 @@ class Service:
         except OSError as exc:
             raise ConfigError(f"cannot create the auxiliary directory {self.aux_dir}: {exc.strerror}") from None
         self.env_schema = "slurm" if cfg.envschema == "slurm" else "none"
+        report_path = cfg.report_file if os.path.isabs(cfg.report_file) else \
+            os.path.join(self.aux_dir, cfg.report_file)
+        try:
+            self.report = LineWriter(None if cfg.report_format == "none" else report_path)
+            self.journal_writer = LineWriter(os.path.join(self.aux_dir, JOURNAL_NAME))
+        except OSError as exc:
+            raise ConfigError(f"--report-file: cannot write {exc.filename}: {exc.strerror}") from None
 
     # --- logging -----------------------------------------------------------------------
     def _setup_logging(self) -> logging.Handler:
@@ -128,10 +156,8 @@ class Service:
         handler = self._setup_logging()
         cfg = self.cfg
         changed = asyncio.Event()
-        report_path = cfg.report_file if os.path.isabs(cfg.report_file) else \
-            os.path.join(self.aux_dir, cfg.report_file)
-        report = LineWriter(None if cfg.report_format == "none" else report_path)
-        journal_writer = LineWriter(os.path.join(self.aux_dir, JOURNAL_NAME))
+        report = self.report
+        journal_writer = self.journal_writer
         flusher = Flusher(loop, [report, journal_writer])
         journal = Journal(journal_writer)
         front_pool = ResourcePool(copy.deepcopy(self.nodes), system_core=cfg.system_core)
@@ -171,6 +197,7 @@ class Service:
             progress.start(loop)
         try:
             if self.replay is not None:
+                _stop_leftovers(self.replay)
                 restored = front.replay(self.replay)
                 _log.warning("resumed from %s: %d jobs restored, %d tasks already final", self.aux_dir,
                              restored, front.tasks_done)
@@ -218,10 +245,10 @@ class Service:
         total = len(self.requests)
         for index in range(self.request_offset, total):
             if stop_signal or front.finish_requested:
-                break
+                return False  # interrupted: the file did not end
             req = self.requests[index]
             resp = front.handle_request(req)
-            journal.record("file", done=index + 1)
+            journal.record("file", path=self.file_path, done=index + 1)
             name = req.get("request") if isinstance(req, dict) else None
             if resp.get("code") == 0:
                 _log.info("request %d/%d (%s): %s", index + 1, total, name, _short(resp))
