@@ -1,0 +1,133 @@
+"""Every ZMQ socket of qcg_pilotjob is made here.
+
+Socket options (linger, message size limit, high-water marks, timeouts) and, next,
+authentication are set in one place. Servers are asyncio sockets; clients (the Python API)
+are blocking ones.
+
+>>> parse_address("host")
+'tcp://host:5555'
+>>> parse_address("ipc:///tmp/x")
+'ipc:///tmp/x'
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from typing import Iterable, Optional, Tuple
+
+import zmq
+import zmq.asyncio
+
+__all__ = [
+    "DEFAULT_PORT",
+    "MAX_MESSAGE_SIZE",
+    "async_context",
+    "bind_publisher",
+    "bind_request_server",
+    "connect_requester",
+    "connect_subscriber",
+    "external_address",
+    "parse_address",
+    "sync_context",
+]
+
+#: Largest message a server accepts; a peer sending more is disconnected by ZMQ.
+MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+#: Port used when an address has none (QCG-PilotJob's default).
+DEFAULT_PORT = 5555
+_HWM = 100_000
+
+
+def async_context() -> zmq.asyncio.Context:
+    return zmq.asyncio.Context.instance()
+
+
+def sync_context() -> zmq.Context:
+    return zmq.Context.instance()
+
+
+def parse_address(address: str) -> str:
+    """``[proto://]host[:port]`` with ``tcp`` and ``5555`` as defaults."""
+    if not re.match(r"\w+://", address):
+        address = f"tcp://{address}"
+    if address.startswith("tcp://") and not re.search(r":\d+$", address):
+        address = f"{address}:{DEFAULT_PORT}"
+    return address
+
+
+def external_address(endpoint: str) -> str:
+    """Replace a wildcard bind address by one other hosts (and local tasks) can use."""
+    if "//0.0.0.0:" in endpoint or "//*:" in endpoint:
+        try:
+            ip = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            ip = "127.0.0.1"
+        endpoint = re.sub(r"//(0\.0\.0\.0|\*):", f"//{ip}:", endpoint)
+    return endpoint
+
+
+def _server_options(sock: zmq.Socket) -> None:
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_SIZE)
+    sock.setsockopt(zmq.SNDHWM, _HWM)
+    sock.setsockopt(zmq.RCVHWM, _HWM)
+
+
+def _bind(sock: zmq.Socket, host: str, port: Optional[int], port_min: int,
+          port_max: int) -> int:
+    if port is not None:
+        sock.bind(f"tcp://{host}:{port}")
+        return port
+    return int(sock.bind_to_random_port(f"tcp://{host}", min_port=port_min, max_port=port_max + 1, max_tries=200))
+
+
+def bind_request_server(ctx: zmq.asyncio.Context, host: str = "*", port: Optional[int] = None,
+                        port_min: int = 2222, port_max: int = 9999) -> Tuple[zmq.asyncio.Socket, str]:
+    """A ROUTER socket that answers REQ clients; returns it and its external address."""
+    sock = ctx.socket(zmq.ROUTER)
+    _server_options(sock)
+    try:
+        bound = _bind(sock, host, port, port_min, port_max)
+    except zmq.ZMQError:
+        sock.close()
+        raise
+    return sock, external_address(f"tcp://{host}:{bound}")
+
+
+def bind_publisher(ctx: zmq.asyncio.Context, host: str = "*", port: Optional[int] = None,
+                   port_min: int = 2222, port_max: int = 9999) -> Tuple[zmq.asyncio.Socket, str]:
+    """A PUB socket for status events; returns it and its external address."""
+    sock = ctx.socket(zmq.PUB)
+    _server_options(sock)
+    try:
+        bound = _bind(sock, host, port, port_min, port_max)
+    except zmq.ZMQError:
+        sock.close()
+        raise
+    return sock, external_address(f"tcp://{host}:{bound}")
+
+
+def connect_requester(ctx: zmq.Context, address: str, timeout_ms: Optional[int] = None
+                      ) -> zmq.Socket:
+    """A REQ socket to a service. With ``timeout_ms`` a send or receive that takes longer
+    raises ``zmq.Again``; the socket may then be used again (REQ_RELAXED)."""
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.REQ_RELAXED, 1)
+    sock.setsockopt(zmq.REQ_CORRELATE, 1)
+    if timeout_ms is not None:
+        sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+        sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
+    sock.connect(address)
+    return sock
+
+
+def connect_subscriber(ctx: zmq.Context, address: str, topics: Iterable[str]) -> zmq.Socket:
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, _HWM)
+    for topic in topics:
+        sock.setsockopt_string(zmq.SUBSCRIBE, topic)
+    sock.connect(address)
+    return sock
