@@ -131,6 +131,9 @@ class Front:
         self._to_dispatch: Dict[str, List[int]] = {}
         self._dispatch_order: List[JobRecord] = []
         self.zmq_address: Optional[str] = None
+        self.publisher_address: Optional[str] = None
+        #: status events for clients: publish(topic, data) with IFI/JFI/NOJ topics
+        self.publish: Optional[Callable[[str, Dict[str, Any]], None]] = None
         self.interfaces: List[str] = []
 
     # ==== totals ============================================================================
@@ -352,6 +355,7 @@ class Front:
                 "Generated": str(datetime.datetime.fromtimestamp(now)),
                 "Uptime": str(datetime.timedelta(seconds=now - self.started)),
                 "Zmqaddress": self.zmq_address,
+                "StatusPublisher": self.publisher_address,
                 "Ifaces": list(self.interfaces),
                 "Partitions": len(self.links),
             },
@@ -712,6 +716,8 @@ class Front:
             if job.iterative:
                 self.report.write(format_report(report_entry(job, idx), self.report_format))
         if job.iterative:
+            if self.publish is not None and not replay:
+                self.publish("IFI", {"job": job.name, "it": it, "state": state.name})
             self._wake((job.name, it), state)
         if job.finished == job.total:
             self._job_final(job, when, replay)
@@ -734,6 +740,10 @@ class Front:
             job.add_message(f"{job.failed} of {job.total} iterations did not succeed")
         self._job_state(job, final, when)
         self.active_jobs -= 1
+        if self.publish is not None and not replay:
+            self.publish("JFI", {"job": job.name, "state": final.name})
+            if self.active_jobs == 0:
+                self.publish("NOJ", {})
         if not replay:  # on replay the report already holds the job's line
             self.report.write(format_report(report_entry(job, None), self.report_format))
         self._wake((job.name, None), final)

@@ -61,6 +61,8 @@ __all__ = ["cli", "main"]
                                "holding one)")
 @click.option("--kill-grace", type=float, default=10.0, show_default=True,
               help="seconds between SIGTERM and SIGKILL when a task is cancelled or exceeds its wall time")
+@click.option("--ready-fd", type=int, hidden=True)
+@click.option("--lifeline-fd", type=int, hidden=True)
 @click.version_option(__version__, prog_name="qcg-pm-service")
 def cli(**kw: Any) -> None:
     """QCG-PilotJob Manager service: runs many jobs inside one allocation."""
@@ -74,7 +76,7 @@ def cli(**kw: Any) -> None:
         slurm_partition_nodes=kw["slurm_partition_nodes"],
         slurm_limit_nodes_range_begin=kw["slurm_limit_nodes_range_begin"],
         slurm_limit_nodes_range_end=kw["slurm_limit_nodes_range_end"],
-        resume=kw["resume"], kill_grace=kw["kill_grace"],
+        resume=kw["resume"], kill_grace=kw["kill_grace"], ready_fd=kw["ready_fd"], lifeline_fd=kw["lifeline_fd"],
     )
     code = run(cfg)
     sys.exit(code)

@@ -21,8 +21,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "notset")
 
 def _not_yet(option: str, what: str) -> ConfigError:
     return ConfigError(
-        f"{option}: {what} is not available in this mode yet (this build runs the local manager with the "
-        f"file interface only)"
+        f"{option}: {what} is not available in this mode yet (this build runs a single local manager)"
     )
 
 
@@ -53,6 +52,8 @@ class ServiceConfig:
     slurm_limit_nodes_range_end: Optional[int] = None
     resume: Optional[str] = None
     kill_grace: float = 10.0
+    ready_fd: Optional[int] = None      # LocalManager: where to write the ready line
+    lifeline_fd: Optional[int] = None   # LocalManager: EOF here means the parent is gone
 
     def validate(self) -> ServiceConfig:
         """Return a normalised copy; raise :class:`ConfigError` naming the bad option."""
@@ -106,8 +107,6 @@ class ServiceConfig:
         if not cfg.file and not cfg.net and cfg.resume is None:
             raise ConfigError("no interface: give --file-path FILE (or --net), or --resume DIR")
         # machinery that lands later: refuse clearly instead of ignoring
-        if cfg.net:
-            raise _not_yet("--net", "the network interface")
         if cfg.governor:
             raise _not_yet("--governor/--slurm-partition-nodes", "the governor mode")
         if cfg.parent is not None:

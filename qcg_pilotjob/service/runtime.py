@@ -18,6 +18,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
+import zmq
+
 from .. import __version__
 from ..errors import ConfigError
 from ..governor.front import Front, PartitionLink
@@ -27,6 +29,7 @@ from ..partition.manager import PartitionManager
 from ..protocol.messages import ShutdownMsg
 from ..resources import Node, ResourcePool, local_nodes, parse_nodes_spec
 from .config import ServiceConfig
+from .netiface import EventPublisher, NetInterface
 from .progress import Progress
 
 __all__ = ["AUX_PREFIX", "Service", "load_requests"]
@@ -147,6 +150,11 @@ class Service:
         root.propagate = False
         return handler
 
+    @staticmethod
+    def _close_logging(handler: logging.Handler) -> None:
+        logging.getLogger("qcg_pilotjob").removeHandler(handler)
+        handler.close()
+
     # --- main --------------------------------------------------------------------------
     def run(self) -> int:
         return asyncio.run(self._main())
@@ -172,10 +180,33 @@ class Service:
         front = Front([link], instance_id=self.instance_id, report=report,
                       report_format=cfg.report_format, journal=journal, on_change=changed.set)
         front.interfaces = ["file"] if self.file_path else []
+        net: Optional[NetInterface] = None
+        publisher: Optional[EventPublisher] = None
+        if cfg.net:
+            try:
+                net = NetInterface(front, port=cfg.net_port, port_min=cfg.net_port_min or 2222,
+                                   port_max=cfg.net_port_max or 9999)
+                publisher = EventPublisher("*", cfg.net_port_min or 2222, cfg.net_port_max or 9999)
+            except zmq.ZMQError as exc:
+                msg = f"cannot open the network interface (port {cfg.net_port or 'range'}): {exc}"
+                _log.error(msg)
+                sys.stderr.write(f"qcg-pm-service: error: {msg}\n")
+                if net is not None:
+                    await net.close()
+                self._close_logging(handler)
+                return 2
+            front.zmq_address = net.address
+            front.publisher_address = publisher.address
+            front.publish = publisher.publish
+            front.interfaces.append("zmq")
+            with open(os.path.join(self.aux_dir, "address"), "w", encoding="utf-8") as fh:
+                fh.write(net.address + "\n")
+            net.start()
+            _log.info("network interface at %s, status events at %s", net.address, publisher.address)
         partition = PartitionManager(
             loop, self.pool, to_front,
             executor_options={"root_wd": self.wd, "aux_dir": self.aux_dir, "env_schema": self.env_schema,
-                              "zmq_address": None, "kill_grace": cfg.kill_grace},
+                              "zmq_address": front.zmq_address, "kill_grace": cfg.kill_grace},
         )
         journal.record("start", id=self.instance_id, version=__version__, resumed=bool(self.replay),
                        file_mode=self.file_path is not None and not cfg.net, file_path=self.file_path)
@@ -192,6 +223,30 @@ class Service:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
+        if cfg.lifeline_fd is not None:
+            lifeline = cfg.lifeline_fd
+
+            def on_lifeline() -> None:
+                try:
+                    data = os.read(lifeline, 4096)
+                except OSError:
+                    data = b""
+                if not data:  # the program that started us is gone: do not outlive it
+                    loop.remove_reader(lifeline)
+                    if not front.finish_requested:
+                        _log.warning("the parent program exited: stopping")
+                    front.finish_requested = True
+                    changed.set()
+
+            loop.add_reader(lifeline, on_lifeline)
+        if cfg.ready_fd is not None:
+            ready = json.dumps({"address": front.zmq_address, "pub": front.publisher_address, "aux": self.aux_dir,
+                                "id": self.instance_id})
+            try:
+                os.write(cfg.ready_fd, ready.encode() + b"\n")
+                os.close(cfg.ready_fd)
+            except OSError as exc:
+                _log.warning("cannot report readiness on fd %d: %s", cfg.ready_fd, exc)
         progress = Progress(front, sys.stdout) if cfg.show_progress else None
         if progress:
             progress.start(loop)
@@ -201,7 +256,7 @@ class Service:
                 restored = front.replay(self.replay)
                 _log.warning("resumed from %s: %d jobs restored, %d tasks already final", self.aux_dir,
                              restored, front.tasks_done)
-                if self.replay.file_mode and not cfg.net:
+                if self.replay.file_mode:
                     # the original run was driven by a request file: end once every job has ended
                     front.finish_after_all = True
             file_done = await self._process_file(front, journal, stop_signal)
@@ -226,6 +281,10 @@ class Service:
                 await changed.wait()
             self._write_final_status(front)
         finally:
+            if net is not None:
+                await net.close()
+            if publisher is not None:
+                publisher.close()
             if progress:
                 progress.stop()
             flusher.close()
@@ -233,8 +292,7 @@ class Service:
                 loop.remove_signal_handler(sig)
             _log.warning("service %s finished: %d tasks ended, %d jobs in registry", self.instance_id,
                          front.tasks_done, len(front.jobs))
-            logging.getLogger("qcg_pilotjob").removeHandler(handler)
-            handler.close()
+            self._close_logging(handler)
         if stop_signal:
             return 128 + stop_signal[0]
         return 0

@@ -119,8 +119,6 @@ def test_entry_points_run_a_file(tmp_path: Any, entry: str) -> None:
 
 # ---- options whose machinery is not there -------------------------------------------------------
 @pytest.mark.parametrize("args,named", [
-    (["--net"], "--net"),
-    (["--net-port", "5555"], "--net"),
     (["--governor"], "--governor"),
     (["--parent", "tcp://x:1"], "--parent"),
     (["--slurm-partition-nodes", "2"], "--slurm-partition-nodes"),
