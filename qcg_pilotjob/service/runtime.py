@@ -8,6 +8,7 @@ its work is done.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import logging
@@ -283,6 +284,8 @@ class Service:
         finally:
             if net is not None:
                 await net.close()
+                with contextlib.suppress(OSError):  # nobody listens there any more
+                    os.unlink(os.path.join(self.aux_dir, "address"))
             if publisher is not None:
                 publisher.close()
             if progress:

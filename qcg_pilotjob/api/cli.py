@@ -1,0 +1,216 @@
+"""``qcg-pm``: a command-line client for a running service.
+
+The service is found by ``--address``, or the ``address`` file of an aux dir (``--aux``),
+or the newest aux dir below ``--wd`` (default: the current directory), or
+``QCG_PM_ZMQ_ADDRESS``.
+
+    qcg-pm list
+    qcg-pm --wd /scratch/run status sweep post
+    qcg-pm info sweep --childs --json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+import click
+
+from .errors import QCGPJMAError
+from .manager import Manager
+
+__all__ = ["find_address", "main"]
+
+AUX_PREFIX = ".qcgpjm-service-"
+
+
+def find_address(address: Optional[str], aux: Optional[str], wd: Optional[str]) -> str:
+    """Where the service listens, from the options (see the module docstring)."""
+    if address:
+        return address
+    if aux:
+        path = os.path.join(aux, "address")
+        if not os.path.isfile(path):
+            raise click.UsageError(f"no address file in {aux}: was the service started with --net?")
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    base = wd or "."
+    if os.path.isdir(base):
+        cands = [os.path.join(base, d, "address") for d in os.listdir(base) if d.startswith(AUX_PREFIX)]
+        cands = [c for c in cands if os.path.isfile(c)]
+        if cands:
+            with open(max(cands, key=os.path.getmtime), encoding="utf-8") as fh:
+                return fh.read().strip()
+    env = os.environ.get(Manager.DEFAULT_ADDRESS_ENV)
+    if env and wd is None:
+        return env
+    raise click.UsageError(f"no running service found: no {AUX_PREFIX}*/address below {os.path.abspath(base)}; "
+                           f"give --address, --aux or --wd")
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header]] + [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+class _Ctx:
+    def __init__(self, address: str, as_json: bool, timeout: float) -> None:
+        self.address = address
+        self.as_json = as_json
+        self.timeout = timeout
+        self._manager: Optional[Manager] = None
+
+    @property
+    def manager(self) -> Manager:
+        if self._manager is None:
+            self._manager = Manager(self.address, {"request_timeout": self.timeout})
+        return self._manager
+
+    def out(self, data: Any, human: str) -> None:
+        click.echo(json.dumps(data, indent=2, default=str) if self.as_json else human)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--address", help="service address, [tcp://]host[:port]")
+@click.option("--aux", type=click.Path(file_okay=False), help="the service's aux dir (.qcgpjm-service-<id>)")
+@click.option("--wd", type=click.Path(file_okay=False), help="the service's working dir (newest aux dir is used)")
+@click.option("--json", "as_json", is_flag=True, help="print the service's reply data as JSON")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="seconds to wait for a reply")
+@click.pass_context
+def cli(ctx: click.Context, address: Optional[str], aux: Optional[str], wd: Optional[str], as_json: bool,
+        timeout: float) -> None:
+    """Query and control a running qcg_pilotjob service."""
+    ctx.obj = _Ctx(find_address(address, aux, wd), as_json, timeout)
+
+
+@cli.command("list")
+@click.pass_obj
+def list_cmd(c: _Ctx) -> None:
+    """List every job with its state."""
+    jobs = c.manager.list()
+    rows = [(name, d.get("status"), d.get("messages", "")) for name, d in jobs.items()]
+    c.out(jobs, _table(rows, ("NAME", "STATE", "MESSAGES")) + f"\n{len(rows)} jobs")
+
+
+def _per_job(data: Dict[str, Any]) -> List[Any]:
+    return list(data.get("jobs", {}).items())
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def status(c: _Ctx, names: Sequence[str]) -> None:
+    """State of jobs (NAME or NAME:ITERATION)."""
+    data = c.manager.status(list(names))
+    rows = []
+    failed = False
+    for name, entry in _per_job(data):
+        if entry.get("status") == 0:
+            rows.append((name, entry["data"]["status"], ""))
+        else:
+            failed = True
+            rows.append((name, "-", entry.get("message", "")))
+    c.out(data, _table(rows, ("NAME", "STATE", "ERROR")))
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--childs", is_flag=True, help="also list every iteration")
+@click.pass_obj
+def info(c: _Ctx, names: Sequence[str], childs: bool) -> None:
+    """Details of jobs: runtime, iterations, history."""
+    data = c.manager.info(list(names), withChilds=True) if childs else c.manager.info(list(names))
+    parts = []
+    failed = False
+    for name, entry in _per_job(data):
+        if entry.get("status") != 0:
+            failed = True
+            parts.append(f"{name}: {entry.get('message')}")
+            continue
+        d = entry["data"]
+        lines = [f"{name}: {d.get('status')}"]
+        if "messages" in d:
+            lines.append(f"  messages: {d['messages']}")
+        if "iterations" in d:
+            it = d["iterations"]
+            lines.append(f"  iterations: {it['start']}..{it['stop'] - 1}, {it['finished']} of {it['total']} "
+                         f"finished, {it['failed']} failed")
+        for key, val in (d.get("runtime") or {}).items():
+            lines.append(f"  {key}: {val}")
+        hist = [h for h in d.get("history", "").split("\n") if h]
+        if hist:
+            lines.append("  history:")
+            lines.extend(f"    {h}" for h in hist)
+        if childs and "childs" in d:
+            rows = [(ch.get("iteration"), ch.get("state"), (ch.get("runtime") or {}).get("allocation", ""),
+                     ch.get("messages", "")) for ch in d["childs"]]
+            lines.append("  " + _table(rows, ("ITER", "STATE", "ALLOCATION", "MESSAGES")).replace("\n", "\n  "))
+        parts.append("\n".join(lines))
+    c.out(data, "\n".join(parts))
+    if failed:
+        sys.exit(1)
+
+
+def _errors_out(c: _Ctx, data: Dict[str, Any], verb: str, count_key: str) -> None:
+    errors = data.get("errors") or {}
+    human = f"{data.get(count_key, 0)} {verb}"
+    if errors:
+        human += "\n" + "\n".join(f"{n}: {m}" for n, m in errors.items())
+    c.out(data, human)
+    if errors:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def cancel(c: _Ctx, names: Sequence[str]) -> None:
+    """Cancel jobs or single iterations (NAME:ITERATION)."""
+    _errors_out(c, c.manager.cancel(list(names)), "canceled", "canceled")
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def remove(c: _Ctx, names: Sequence[str]) -> None:
+    """Remove finished jobs from the registry."""
+    _errors_out(c, c.manager.remove(list(names)), "removed", "removed")
+
+
+@cli.command()
+@click.pass_obj
+def resources(c: _Ctx) -> None:
+    """Total, used and free cores."""
+    data = c.manager.resources()
+    c.out(data, _table([(data["total_nodes"], data["total_cores"], data["used_cores"], data["free_cores"])],
+                       ("NODES", "CORES", "USED", "FREE")))
+
+
+@cli.command()
+@click.pass_obj
+def finish(c: _Ctx) -> None:
+    """Finish the service (running jobs are stopped)."""
+    c.manager.finish()
+    c.out({"finished": True}, "finish requested")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="qcg-pm", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(130)
+    except QCGPJMAError as exc:
+        click.echo(f"qcg-pm: error: {exc} (is the service still running?)", err=True)
+        sys.exit(1)
