@@ -16,7 +16,8 @@ import logging
 import socket
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..errors import JobDescriptionError, RequestError
 from ..jobdesc import JobDescription, validate_job_name
@@ -58,7 +59,12 @@ def error(message: str) -> Response:
 
 
 class PartitionLink:
-    """The front's handle on one partition: its resources and a way to send to it."""
+    """The front's handle on one partition: its resources and a way to send to it.
+
+    ``outstanding`` counts the cores asked for by tasks dispatched there and not yet
+    final; routing keeps it within ``window`` so that work stays in the front's queue,
+    where any partition that drains early can take it.
+    """
 
     def __init__(self, index: int, name: str, pool: ResourcePool, send: Callable[[Message], None]) -> None:
         self.index = index
@@ -66,7 +72,19 @@ class PartitionLink:
         self.pool = pool          # a replica, used for feasibility checks and totals
         self.send = send
         self.used_cores = 0
-        self.stopped = False
+        self.stopped = False      # it said it stopped (or it is lost)
+        self.lost = False         # it stopped answering; its work was failed or moved
+        self.outstanding = 0
+        self.window = max(2 * pool.total_cores, 16)
+        self.dispatched_tasks = 0
+
+    @property
+    def live(self) -> bool:
+        return not self.stopped and not self.lost
+
+    @property
+    def credit(self) -> int:
+        return self.window - self.outstanding
 
 
 def _ranges(indexes: Sequence[int]) -> List[Tuple[int, int]]:
@@ -130,6 +148,9 @@ class Front:
         self.tasks_done = 0
         self._to_dispatch: Dict[str, List[int]] = {}
         self._dispatch_order: List[JobRecord] = []
+        #: released tasks not yet sent to a partition, FIFO: [job, sorted task indexes]
+        self._ready: Deque[List[Any]] = deque()
+        self._weights: Dict[str, int] = {}
         self.zmq_address: Optional[str] = None
         self.publisher_address: Optional[str] = None
         #: status events for clients: publish(topic, data) with IFI/JFI/NOJ topics
@@ -139,15 +160,15 @@ class Front:
     # ==== totals ============================================================================
     @property
     def total_cores(self) -> int:
-        return sum(link.pool.total_cores for link in self.links)
+        return sum(link.pool.total_cores for link in self.links if not link.lost)
 
     @property
     def total_nodes(self) -> int:
-        return sum(link.pool.total_nodes for link in self.links)
+        return sum(link.pool.total_nodes for link in self.links if not link.lost)
 
     @property
     def used_cores(self) -> int:
-        return sum(link.used_cores for link in self.links)
+        return sum(link.used_cores for link in self.links if not link.lost)
 
     @property
     def all_done(self) -> bool:
@@ -208,7 +229,10 @@ class Front:
         """Reject (the whole request) a job whose cores or nodes exceed every partition. A
         request for GPUs no node has is accepted and FAILED by the scheduler with a message."""
         problems = []
-        for link in self.links:
+        live = [link for link in self.links if link.live]
+        if not live:
+            raise RequestError("Error: no resources available (no partition has registered yet)")
+        for link in live:
             problem = feasibility(link.pool, desc, desc.total_iterations, with_gpus=False)
             if problem is None:
                 return
@@ -357,7 +381,7 @@ class Front:
                 "Zmqaddress": self.zmq_address,
                 "StatusPublisher": self.publisher_address,
                 "Ifaces": list(self.interfaces),
-                "Partitions": len(self.links),
+                "Partitions": sum(1 for link in self.links if link.live),
             },
             "Resources": {
                 "TotalNodes": self.total_nodes,
@@ -605,39 +629,135 @@ class Front:
             pending.extend(idxs)
 
     def flush_dispatch(self) -> None:
-        """Send what was released since the last call, one message per job."""
-        if not self._dispatch_order:
-            return
-        order, self._dispatch_order = self._dispatch_order, []
-        pending, self._to_dispatch = self._to_dispatch, {}
-        for job in order:
-            idxs = pending.get(job.name)
-            if not idxs or self.jobs.get(job.name) is not job:
-                continue
-            idxs = sorted(i for i in idxs if job.tasks[i].partition < 0 and not job.tasks[i].state.is_final)
-            if not idxs:
-                continue
-            link = self._route(job)
-            for idx in idxs:
-                job.tasks[idx].partition = link.index
-            if job.iterative:
-                start = job.desc.iteration.start if job.desc.iteration else 0
-                its: Optional[List[Tuple[int, int]]] = [(a + start, b + start) for a, b in _ranges(idxs)]
-            else:
-                its = None
-            link.send(DispatchMsg(job.desc, job.total, its))
+        """Move what was released since the last call to the ready queue and route it."""
+        if self._dispatch_order:
+            order, self._dispatch_order = self._dispatch_order, []
+            pending, self._to_dispatch = self._to_dispatch, {}
+            for job in order:
+                idxs = pending.get(job.name)
+                if idxs and self.jobs.get(job.name) is job:
+                    self._ready.append([job, sorted(idxs)])
+        self._route_ready()
 
     def has_pending_dispatch(self) -> bool:
-        return bool(self._dispatch_order)
+        return bool(self._dispatch_order) or bool(self._ready)
 
-    def _route(self, job: JobRecord) -> PartitionLink:
-        best = None
-        for link in self.links:
-            if link.stopped or feasibility(link.pool, job.desc, job.total) is not None:
+    #: how many ready-queue entries routing may look past a head that fits nowhere now
+    ROUTE_LOOKAHEAD = 64
+
+    def _weight(self, job: JobRecord, link: PartitionLink) -> int:
+        """Cores one task of ``job`` holds at least (for the routing window)."""
+        weight = self._weights.get(job.name)
+        if weight is None:
+            res = job.desc.resources
+            if res.nodes is not None:
+                weight = res.nodes.minimum * (res.cores.minimum if res.cores else link.pool.max_node_cores)
+            else:
+                weight = res.cores.minimum if res.cores else 1
+            self._weights[job.name] = weight
+        return weight
+
+    def _route_ready(self) -> None:
+        """Send ready tasks to partitions, each within its window, the emptiest first.
+
+        With one live partition there is no window: everything goes at once, and the
+        partition's scheduler orders it. A job whose iterations use an iteration resource
+        scheduler goes to one partition as a whole (the scheduler divides that partition).
+        """
+        live = [link for link in self.links if link.live]
+        if not live or not self._ready:
+            return
+        single = len(live) == 1
+        scanned = 0
+        entry_pos = 0
+        while entry_pos < len(self._ready) and scanned < self.ROUTE_LOOKAHEAD:
+            job: JobRecord = self._ready[entry_pos][0]
+            idxs: List[int] = self._ready[entry_pos][1]
+            if self.jobs.get(job.name) is not job:
+                del self._ready[entry_pos]
                 continue
-            if best is None or (link.pool.total_cores - link.used_cores) > (best.pool.total_cores - best.used_cores):
-                best = link
-        return best if best is not None else self.links[0]
+            idxs = [i for i in idxs if job.tasks[i].partition < 0 and not job.tasks[i].state.is_final]
+            if not idxs:
+                del self._ready[entry_pos]
+                continue
+            fits = [lk for lk in live if feasibility(lk.pool, job.desc, job.total, with_gpus=False) is None]
+            if not fits:  # (partitions were lost) nothing left that can run it
+                now = time.time()
+                for idx in idxs:
+                    self._task_final(job, idx, JobState.FAILED, now, None,
+                                     "Not enough resources: no live partition can run it")
+                del self._ready[entry_pos]
+                continue
+            link = max(fits, key=lambda lk: lk.credit)
+            res = job.desc.resources
+            whole = bool((res.cores and res.cores.scheduler) or (res.nodes and res.nodes.scheduler))
+            weight = self._weight(job, link)
+            if single or whole:
+                take = len(idxs)
+            else:
+                take = min(len(idxs), link.credit // weight)
+                if take <= 0:
+                    if link.outstanding == 0:
+                        take = 1  # a task larger than the window still goes
+                    else:
+                        self._ready[entry_pos][1] = idxs
+                        entry_pos += 1
+                        scanned += 1
+                        continue
+            chunk, rest = idxs[:take], idxs[take:]
+            self._send_tasks(link, job, chunk, weight)
+            if rest:
+                self._ready[entry_pos][1] = rest
+            else:
+                del self._ready[entry_pos]
+
+    def _send_tasks(self, link: PartitionLink, job: JobRecord, idxs: List[int], weight: int) -> None:
+        for idx in idxs:
+            job.tasks[idx].partition = link.index
+        link.outstanding += weight * len(idxs)
+        link.dispatched_tasks += len(idxs)
+        if job.iterative:
+            start = job.desc.iteration.start if job.desc.iteration else 0
+            its: Optional[List[Tuple[int, int]]] = [(a + start, b + start) for a, b in _ranges(idxs)]
+        else:
+            its = None
+        link.send(DispatchMsg(job.desc, job.total, its))
+
+    # ==== partitions come and go =============================================================
+    def add_link(self, name: str, pool: ResourcePool, send: Callable[[Message], None]) -> PartitionLink:
+        link = PartitionLink(len(self.links), name, pool, send)
+        self.links.append(link)
+        self._route_ready()
+        self.on_change()
+        return link
+
+    def lose_link(self, link: PartitionLink, reason: str) -> None:
+        """A partition stopped answering. Its running tasks are FAILED with ``reason`` (a
+        task may have had side effects, so it is not run twice); tasks it had not started
+        go back to the ready queue for the other partitions."""
+        if link.lost:
+            return
+        link.lost = True
+        link.used_cores = 0
+        link.outstanding = 0
+        _log.error("%s", reason)
+        now = time.time()
+        requeue: List[List[Any]] = []
+        for job in list(self.jobs.values()):
+            back = []
+            for idx, rec in enumerate(job.tasks):
+                if rec.partition != link.index or rec.state.is_final:
+                    continue
+                if rec.state is JobState.QUEUED:
+                    rec.partition = -1
+                    back.append(idx)
+                else:
+                    self._task_final(job, idx, JobState.FAILED, now, None, reason)
+            if back and not job.state.is_final:
+                requeue.append([job, back])
+        self._ready.extendleft(reversed(requeue))
+        self._route_ready()
+        self.on_change()
 
     def _omit_job(self, job: JobRecord, reason: str, now: float) -> None:
         job.add_message(reason)
@@ -648,8 +768,12 @@ class Front:
     # ==== state changes =======================================================================
     def on_message(self, link: PartitionLink, msg: Message) -> None:
         if isinstance(msg, TaskEventsMsg):
+            if link.lost:
+                return  # its tasks were failed or moved when it was declared lost
             link.used_cores = msg.used_cores
             for ev in msg.events:
+                if ev.state >= JobState.SUCCEED:  # a final state frees room in the window
+                    link.outstanding -= self._weights.get(ev.job, 1)
                 self._apply(ev)
             self.flush_dispatch()
             self.on_change()

@@ -236,3 +236,30 @@ class LocalExecutor:
         if self._sigchld:
             self.loop.remove_signal_handler(signal.SIGCHLD)
             self._sigchld = False
+
+
+class DryRunExecutor(LocalExecutor):
+    """Starts nothing: every task "exits" with code 0 on the next loop iteration. For
+    measuring the scheduling and routing machinery alone (``--dry-run``)."""
+
+    def start(self, spec: TaskSpec, iteration: Optional[int], alloc: Allocation) -> Optional[str]:
+        plan = LaunchPlan(argv=[], wd=self.root_wd, env={}, stdin=None, stdout=None, stderr=None, hostfile=None)
+        task = RunningTask(spec, iteration, alloc, plan, None, 0, time.time())
+        self.running[task.key] = task
+        self._idle.clear()
+        self.loop.call_soon(self._finish, task)
+        return None
+
+    def _finish(self, task: RunningTask) -> None:
+        if self.running.pop(task.key, None) is None:
+            return
+        if not self.running:
+            self._idle.set()
+        self.on_exit(task, 0, time.time())
+
+    def stop(self, key: TaskKey, reason: str) -> bool:
+        task = self.running.get(key)
+        if task is None:
+            return False
+        task.stop_reason = task.stop_reason or reason
+        return True

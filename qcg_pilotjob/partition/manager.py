@@ -24,7 +24,7 @@ from ..protocol.messages import (
 )
 from ..resources import ResourcePool
 from ..states import JobState
-from .executor import STOP_CANCEL, STOP_SHUTDOWN, STOP_WALLTIME, LocalExecutor, RunningTask
+from .executor import STOP_CANCEL, STOP_SHUTDOWN, STOP_WALLTIME, DryRunExecutor, LocalExecutor, RunningTask
 from .scheduler import Scheduler, TaskSpec
 
 __all__ = ["PartitionManager"]
@@ -38,13 +38,15 @@ class PartitionManager:
     """Runs dispatched tasks on its pool; reports every state change to ``send``."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, pool: ResourcePool, send: Send, *,
-                 executor_options: Dict[str, object], partition_id: str = "partition-0") -> None:
+                 executor_options: Dict[str, object], partition_id: str = "partition-0",
+                 dry_run: bool = False) -> None:
         self.loop = loop
         self.id = partition_id
         self.pool = pool
         self.scheduler = Scheduler(pool)
         self.send = send
-        self.executor = LocalExecutor(loop, on_exit=self._on_exit, **executor_options)  # type: ignore[arg-type]
+        executor_cls = DryRunExecutor if dry_run else LocalExecutor
+        self.executor = executor_cls(loop, on_exit=self._on_exit, **executor_options)  # type: ignore[arg-type]
         self.specs: Dict[str, TaskSpec] = {}
         self._events: List[TaskEvent] = []
         self._flush_pending = False

@@ -20,7 +20,10 @@ __all__ = [
     "CancelMsg",
     "DispatchMsg",
     "ForgetMsg",
+    "HeartbeatMsg",
     "Message",
+    "RegisterMsg",
+    "RegisteredMsg",
     "ShutdownMsg",
     "StoppedMsg",
     "TaskEvent",
@@ -101,3 +104,34 @@ class StoppedMsg(Message):
     """Partition -> front: every task has ended and the partition stopped."""
 
     TYPE: ClassVar[int] = 6
+
+
+@dataclass(frozen=True)
+class RegisterMsg(Message):
+    """Partition -> governor, first message: who it is and what it has. ``version`` must be
+    the governor's :data:`PROTOCOL_VERSION`."""
+
+    TYPE: ClassVar[int] = 7
+    id: str
+    version: int
+    nodes: List[Dict[str, Any]]
+    host: str = ""
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class RegisteredMsg(Message):
+    """Governor -> partition: registration accepted, or refused with a reason (fatal)."""
+
+    TYPE: ClassVar[int] = 8
+    ok: bool
+    message: str = ""
+    heartbeat: float = 1.0
+
+
+@dataclass(frozen=True)
+class HeartbeatMsg(Message):
+    """Both ways, every ``heartbeat`` seconds; a peer silent for several beats is lost."""
+
+    TYPE: ClassVar[int] = 9
+    used_cores: int = 0

@@ -25,6 +25,7 @@ __all__ = [
     "async_context",
     "bind_publisher",
     "bind_request_server",
+    "connect_partition",
     "connect_requester",
     "connect_subscriber",
     "external_address",
@@ -129,5 +130,17 @@ def connect_subscriber(ctx: zmq.Context, address: str, topics: Iterable[str]) ->
     sock.setsockopt(zmq.RCVHWM, _HWM)
     for topic in topics:
         sock.setsockopt_string(zmq.SUBSCRIBE, topic)
+    sock.connect(address)
+    return sock
+
+
+def connect_partition(ctx: zmq.asyncio.Context, address: str, identity: str) -> zmq.asyncio.Socket:
+    """A partition's DEALER to its governor; ``identity`` names it in the governor's ROUTER."""
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, _HWM)
+    sock.setsockopt(zmq.RCVHWM, _HWM)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_SIZE)
+    sock.setsockopt(zmq.ROUTING_ID, identity.encode())
     sock.connect(address)
     return sock

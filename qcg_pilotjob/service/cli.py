@@ -61,6 +61,9 @@ __all__ = ["cli", "main"]
                                "holding one)")
 @click.option("--kill-grace", type=float, default=10.0, show_default=True,
               help="seconds between SIGTERM and SIGKILL when a task is cancelled or exceeds its wall time")
+@click.option("--dry-run", is_flag=True, hidden=True)
+@click.option("--heartbeat", type=float, default=1.0, hidden=True)
+@click.option("--aux-dir", hidden=True)
 @click.option("--ready-fd", type=int, hidden=True)
 @click.option("--lifeline-fd", type=int, hidden=True)
 @click.version_option(__version__, prog_name="qcg-pm-service")
@@ -77,16 +80,20 @@ def cli(**kw: Any) -> None:
         slurm_limit_nodes_range_begin=kw["slurm_limit_nodes_range_begin"],
         slurm_limit_nodes_range_end=kw["slurm_limit_nodes_range_end"],
         resume=kw["resume"], kill_grace=kw["kill_grace"], ready_fd=kw["ready_fd"], lifeline_fd=kw["lifeline_fd"],
+        dry_run=kw["dry_run"], heartbeat=kw["heartbeat"], aux_dir=kw["aux_dir"],
     )
     code = run(cfg)
     sys.exit(code)
 
 
 def run(cfg: ServiceConfig) -> int:
-    from .runtime import Service
+    from .runtime import Service, run_partition
 
     try:
-        service = Service(cfg.validate())
+        cfg = cfg.validate()
+        if cfg.parent is not None:
+            return run_partition(cfg)
+        service = Service(cfg)
     except QCGError as exc:
         sys.stderr.write(f"qcg-pm-service: error: {exc}\n")
         return 2 if isinstance(exc, (ConfigError, ResourceError)) else 1

@@ -52,6 +52,9 @@ class ServiceConfig:
     slurm_limit_nodes_range_end: Optional[int] = None
     resume: Optional[str] = None
     kill_grace: float = 10.0
+    dry_run: bool = False               # start no processes: tasks "succeed" at once (benchmarks)
+    heartbeat: float = 1.0              # governor <-> partition heartbeat interval, seconds
+    aux_dir: Optional[str] = None       # a partition started by a governor: where its files go
     ready_fd: Optional[int] = None      # LocalManager: where to write the ready line
     lifeline_fd: Optional[int] = None   # LocalManager: EOF here means the parent is gone
 
@@ -104,13 +107,18 @@ class ServiceConfig:
             cfg = replace(cfg, governor=True)
         if cfg.file and cfg.file_path is None:
             cfg = replace(cfg, file_path="qcg_pm_reqs.json")
-        if not cfg.file and not cfg.net and cfg.resume is None:
+        if cfg.heartbeat <= 0:
+            raise ConfigError("--heartbeat: must be greater than zero")
+        if cfg.parent is not None:
+            if cfg.governor:
+                raise ConfigError("--parent: a governor cannot register with a parent (one level of governors)")
+            if cfg.file or cfg.net or cfg.resume:
+                raise ConfigError("--parent: a partition manager takes its jobs from the governor; "
+                                  "--file-path, --net and --resume cannot be used with it")
+            return cfg
+        if not cfg.file and not cfg.net and not cfg.governor and cfg.resume is None:
             raise ConfigError("no interface: give --file-path FILE (or --net), or --resume DIR")
         # machinery that lands later: refuse clearly instead of ignoring
-        if cfg.governor:
-            raise _not_yet("--governor/--slurm-partition-nodes", "the governor mode")
-        if cfg.parent is not None:
-            raise _not_yet("--parent", "registering with a parent manager")
         if cfg.resources == "slurm":
             raise _not_yet("--resources slurm", "running inside a Slurm allocation")
         if cfg.disable_nl:

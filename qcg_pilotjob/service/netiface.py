@@ -52,6 +52,8 @@ class NetInterface:
         self.front = front
         self.sock, self.address = bind_request_server(async_context(), host, port, port_min, port_max)
         self.on_request = on_request
+        #: governor mode: frames without an empty delimiter come from partition DEALERs
+        self.partition_handler: Optional[Callable[[bytes, bytes], None]] = None
         self._task: Optional[asyncio.Task[None]] = None
         self.requests = 0
         self.bad_frames = 0
@@ -74,6 +76,9 @@ class NetInterface:
             if len(frames) < 2:
                 self.bad_frames += 1
                 _log.warning("network interface: dropped a message with %d frame(s)", len(frames))
+                continue
+            if len(frames) == 2 and self.partition_handler is not None:
+                self.partition_handler(frames[0], frames[1])
                 continue
             envelope, payload = frames[:-1], frames[-1]
             try:

@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -23,7 +24,8 @@ import zmq
 
 from .. import __version__
 from ..errors import ConfigError
-from ..governor.front import Front, PartitionLink
+from ..governor.front import Front
+from ..governor.hub import PartitionHub
 from ..governor.journal import JOURNAL_NAME, Journal, Replay, find_aux_dir, read_journal
 from ..governor.reports import Flusher, LineWriter
 from ..partition.manager import PartitionManager
@@ -77,6 +79,103 @@ def _stop_leftovers(replay: Replay) -> None:
                          "" if it is None else f":{it}", pid)
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue
+
+
+def run_partition(cfg: ServiceConfig) -> int:
+    """``--parent ADDR``: run as a partition manager of that governor."""
+    from ..partition.remote import RemotePartition
+
+    assert cfg.parent is not None
+    nodes = parse_nodes_spec(cfg.nodes) if cfg.nodes is not None else local_nodes()
+    pool = ResourcePool(nodes, system_core=cfg.system_core)
+    wd = os.path.abspath(cfg.wd)
+    pid_name = cfg.instance_id()
+    aux = cfg.aux_dir or os.path.join(wd, AUX_PREFIX + pid_name)
+    try:
+        os.makedirs(aux, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the partition's directory {aux}: {exc.strerror}") from None
+    path = os.path.join(aux, "service.log")
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"partition {pid_name} version {__version__} started {time.strftime('%Y-%m-%d %H:%M:%S')} "
+                 f"@ {socket.gethostname()} for governor {cfg.parent}\n")
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("qcg_pilotjob")
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, cfg.log.upper()))
+    root.propagate = False
+    remote = RemotePartition(
+        pid_name, cfg.parent, pool, lifeline_fd=cfg.lifeline_fd, dry_run=cfg.dry_run,
+        executor_options={"root_wd": wd, "aux_dir": aux, "env_schema": "slurm" if cfg.envschema == "slurm" else "none",
+                          "zmq_address": cfg.parent, "kill_grace": cfg.kill_grace},
+    )
+    try:
+        code = asyncio.run(remote.run())
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+    if code == 2:
+        sys.stderr.write(f"qcg-pm-service: error: partition {pid_name}: registration refused (see {path})\n")
+    elif code == 3:
+        sys.stderr.write(f"qcg-pm-service: error: partition {pid_name}: no governor answered at {cfg.parent}\n")
+    return code
+
+
+class _Child:
+    """A partition manager process this governor started; its exit wakes the governor."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, name: str, args: List[str], aux: str,
+                 changed: asyncio.Event) -> None:
+        self.name = name
+        self.loop = loop
+        self.changed = changed
+        self.stderr_path = os.path.join(aux, "stderr.log")
+        life_r, self.lifeline = os.pipe()
+        os.set_inheritable(self.lifeline, False)
+        with open(self.stderr_path, "wb") as err:
+            try:
+                self.proc = subprocess.Popen([*args, "--lifeline-fd", str(life_r)], stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=err, pass_fds=(life_r,))
+            finally:
+                os.close(life_r)
+        self.exited = False
+        self.returncode: Optional[int] = None
+        self._done = asyncio.Event()
+        self.pidfd = os.pidfd_open(self.proc.pid)
+        loop.add_reader(self.pidfd, self._on_exit)
+
+    def _on_exit(self) -> None:
+        self.loop.remove_reader(self.pidfd)
+        os.close(self.pidfd)
+        self.returncode = self.proc.wait()
+        self.exited = True
+        self._done.set()
+        if self.returncode != 0:
+            _log.warning("partition manager %s exited with code %s", self.name, self.returncode)
+        self.changed.set()
+
+    def last_error(self) -> str:
+        try:
+            with open(self.stderr_path, encoding="utf-8", errors="replace") as fh:
+                lines = [ln.strip() for ln in fh if ln.strip()]
+            return lines[-1] if lines else "(no output)"
+        except OSError:
+            return "(no output)"
+
+    async def wait_exit(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._done.wait(), timeout)
+        except asyncio.TimeoutError:
+            _log.warning("partition manager %s did not exit within %gs; killing it", self.name, timeout)
+            self.kill()
+
+    def kill(self) -> None:
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
+        if not self.exited and self.proc.poll() is None:
+            self.proc.kill()
 
 
 class Service:
@@ -169,21 +268,15 @@ class Service:
         journal_writer = self.journal_writer
         flusher = Flusher(loop, [report, journal_writer])
         journal = Journal(journal_writer)
-        front_pool = ResourcePool(copy.deepcopy(self.nodes), system_core=cfg.system_core)
-
-        def to_partition(msg: Any) -> None:
-            loop.call_soon(partition.receive, msg)
-
-        def to_front(msg: Any) -> None:
-            loop.call_soon(front.on_message, link, msg)
-
-        link = PartitionLink(0, "partition-0", front_pool, to_partition)
-        front = Front([link], instance_id=self.instance_id, report=report,
+        governor = cfg.governor
+        front = Front([], instance_id=self.instance_id, report=report,
                       report_format=cfg.report_format, journal=journal, on_change=changed.set)
         front.interfaces = ["file"] if self.file_path else []
         net: Optional[NetInterface] = None
         publisher: Optional[EventPublisher] = None
-        if cfg.net:
+        hub: Optional[PartitionHub] = None
+        spawned: List[_Child] = []
+        if cfg.net or governor:
             try:
                 net = NetInterface(front, port=cfg.net_port, port_min=cfg.net_port_min or 2222,
                                    port_max=cfg.net_port_max or 9999)
@@ -202,13 +295,37 @@ class Service:
             front.interfaces.append("zmq")
             with open(os.path.join(self.aux_dir, "address"), "w", encoding="utf-8") as fh:
                 fh.write(net.address + "\n")
+            if governor:
+                hub = PartitionHub(front, net.sock, heartbeat=cfg.heartbeat, lost_after=5 * cfg.heartbeat,
+                                   on_change=changed.set)
+                net.partition_handler = hub.on_frame
+                hub.start()
             net.start()
             _log.info("network interface at %s, status events at %s", net.address, publisher.address)
-        partition = PartitionManager(
-            loop, self.pool, to_front,
-            executor_options={"root_wd": self.wd, "aux_dir": self.aux_dir, "env_schema": self.env_schema,
-                              "zmq_address": front.zmq_address, "kill_grace": cfg.kill_grace},
-        )
+        if not governor:
+            # single-manager mode: the same front with one partition in this process
+            front_pool = ResourcePool(copy.deepcopy(self.nodes), system_core=cfg.system_core)
+
+            def to_partition(msg: Any) -> None:
+                loop.call_soon(partition.receive, msg)
+
+            def to_front(msg: Any) -> None:
+                loop.call_soon(front.on_message, link, msg)
+
+            link = front.add_link("partition-0", front_pool, to_partition)
+            partition = PartitionManager(
+                loop, self.pool, to_front,
+                executor_options={"root_wd": self.wd, "aux_dir": self.aux_dir, "env_schema": self.env_schema,
+                                  "zmq_address": front.zmq_address, "kill_grace": cfg.kill_grace},
+                dry_run=cfg.dry_run,
+            )
+        elif cfg.slurm_partition_nodes:
+            assert net is not None and hub is not None
+            try:
+                spawned = self._spawn_partitions(loop, net.address, changed)
+            except OSError as exc:
+                sys.stderr.write(f"qcg-pm-service: error: cannot start the partition managers: {exc}\n")
+                return 2
         journal.record("start", id=self.instance_id, version=__version__, resumed=bool(self.replay),
                        file_mode=self.file_path is not None and not cfg.net, file_path=self.file_path)
         journal_writer.flush()  # at once: a run killed within the first flush interval stays resumable
@@ -260,6 +377,19 @@ class Service:
                 if self.replay.file_mode:
                     # the original run was driven by a request file: end once every job has ended
                     front.finish_after_all = True
+            if hub is not None:
+                problem = await self._wait_partitions(front, hub, spawned, changed, stop_signal)
+                if problem is not None:
+                    _log.error("%s", problem)
+                    sys.stderr.write(f"qcg-pm-service: error: {problem}\n")
+                    front.stopping = True
+                    for lk in front.links:
+                        if lk.live:
+                            lk.send(ShutdownMsg("start-up failed"))
+                    hub.flush()
+                    for child in spawned:
+                        await child.wait_exit(10.0)
+                    return 1
             file_done = await self._process_file(front, journal, stop_signal)
             if file_done and not front.finish_after_all and not front.finish_requested and not cfg.net:
                 if not front.all_done:
@@ -274,14 +404,24 @@ class Service:
                     break
                 changed.clear()
                 await changed.wait()
-            # shutdown: stop every task, wait for the partition to report it stopped
+            # shutdown: stop every task, wait for every partition to report it stopped
             front.stopping = True
-            link.send(ShutdownMsg("finish"))
-            while not link.stopped:
+            for lk in front.links:
+                if lk.live:
+                    lk.send(ShutdownMsg("finish"))
+            while any(lk.live for lk in front.links):
                 changed.clear()
                 await changed.wait()
+            if hub is not None:
+                hub.flush()
+            for child in spawned:
+                await child.wait_exit(30.0)
             self._write_final_status(front)
         finally:
+            if hub is not None:
+                hub.close()
+            for child in spawned:
+                child.kill()
             if net is not None:
                 await net.close()
                 with contextlib.suppress(OSError):  # nobody listens there any more
@@ -299,6 +439,63 @@ class Service:
         if stop_signal:
             return 128 + stop_signal[0]
         return 0
+
+    def _spawn_partitions(self, loop: asyncio.AbstractEventLoop, address: str,
+                          changed: asyncio.Event) -> List[_Child]:
+        """Start one partition manager process per group of ``--slurm-partition-nodes``
+        nodes (local processes: this build has no Slurm launcher)."""
+        cfg = self.cfg
+        size = cfg.slurm_partition_nodes or 1
+        groups = [self.nodes[i:i + size] for i in range(0, len(self.nodes), size)]
+        children = []
+        for i, group in enumerate(groups):
+            pid_name = f"partition-{i}"
+            spec = ",".join(f"{n.name}:{n.total}" + (f":{len(n.gpu_ids)}" if n.gpu_ids else "") for n in group)
+            aux = os.path.join(self.aux_dir, pid_name)
+            os.makedirs(aux, exist_ok=True)
+            args = [sys.executable, "-m", "qcg_pilotjob.service", "--parent", address, "--id", pid_name,
+                    "--nodes", spec, "--wd", self.wd, "--aux-dir", aux, "--kill-grace", str(cfg.kill_grace),
+                    "--envschema", cfg.envschema, "--log", cfg.log, "--heartbeat", str(cfg.heartbeat)]
+            if cfg.system_core:
+                args.append("--system-core")
+            if cfg.dry_run:
+                args.append("--dry-run")
+            children.append(_Child(loop, pid_name, args, aux, changed))
+        _log.info("started %d partition managers of up to %d nodes", len(children), size)
+        return children
+
+    async def _wait_partitions(self, front: Front, hub: PartitionHub, spawned: List[_Child],
+                               changed: asyncio.Event, stop_signal: List[int],
+                               timeout: float = 120.0) -> Optional[str]:
+        """Wait until every spawned partition registered (or, with plain ``--governor``
+        and a request file, until one did). Returns a problem, or None."""
+        if not spawned and not self.requests:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        timer = loop.call_later(timeout, changed.set)
+        try:
+            while not stop_signal and not front.finish_requested:
+                if spawned:
+                    if all(c.name in hub.registered for c in spawned):
+                        return None
+                    for child in spawned:
+                        if child.name in hub.refused:
+                            return f"partition {child.name} was refused: {hub.refused[child.name]}"
+                        if child.exited and child.name not in hub.registered:
+                            return (f"partition manager {child.name} exited with code {child.returncode} before "
+                                    f"registering; see {child.stderr_path}: {child.last_error()}")
+                elif hub.registered:
+                    return None
+                if loop.time() >= deadline:
+                    missing = [c.name for c in spawned if c.name not in hub.registered]
+                    return (f"partition managers did not register within {timeout:g}s: "
+                            f"{', '.join(missing) or 'none registered'}")
+                changed.clear()
+                await changed.wait()
+            return None
+        finally:
+            timer.cancel()
 
     async def _process_file(self, front: Front, journal: Journal, stop_signal: List[int]) -> bool:
         if self.file_path is None:

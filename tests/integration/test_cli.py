@@ -119,9 +119,6 @@ def test_entry_points_run_a_file(tmp_path: Any, entry: str) -> None:
 
 # ---- options whose machinery is not there -------------------------------------------------------
 @pytest.mark.parametrize("args,named", [
-    (["--governor"], "--governor"),
-    (["--parent", "tcp://x:1"], "--parent"),
-    (["--slurm-partition-nodes", "2"], "--slurm-partition-nodes"),
     (["--resources", "slurm"], "--resources slurm"),
     (["--disable-nl"], "--disable-nl"),
     (["--slurm-limit-nodes-range-begin", "0", "--slurm-limit-nodes-range-end", "1"],

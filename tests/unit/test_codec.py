@@ -136,5 +136,6 @@ def test_regression_dispatch_invalid_job_raises_decode_error(raw: object) -> Non
         decode(data)
 
 
-def test_stopped_ignores_extra_fields() -> None:
-    assert isinstance(decode(msgpack.packb([PROTOCOL_VERSION, StoppedMsg.TYPE, 1, 2])), StoppedMsg)
+def test_stopped_with_extra_fields_is_malformed() -> None:
+    with pytest.raises(DecodeError):
+        decode(msgpack.packb([PROTOCOL_VERSION, StoppedMsg.TYPE, 1, 2]))

@@ -1,0 +1,166 @@
+"""A partition manager in its own process, driven by a governor (``--parent ADDR``).
+
+It registers with the governor, then runs what it is sent with a
+:class:`~.manager.PartitionManager`, batching its messages into one frame per loop
+iteration. It stops when the governor says so, when the governor has been silent for
+``lost_after`` seconds, when its lifeline pipe (from a governor that started it) closes,
+or on SIGTERM/SIGINT; running tasks are stopped first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any, Dict, List, Optional
+
+import zmq
+
+from ..protocol.codec import DecodeError, decode_batch, encode_batch
+from ..protocol.messages import (
+    PROTOCOL_VERSION,
+    HeartbeatMsg,
+    Message,
+    RegisteredMsg,
+    RegisterMsg,
+    ShutdownMsg,
+    StoppedMsg,
+)
+from ..protocol.transport import async_context, connect_partition
+from ..resources import ResourcePool
+from .manager import PartitionManager
+
+__all__ = ["RemotePartition"]
+
+_log = logging.getLogger(__name__)
+
+
+class RemotePartition:
+    def __init__(self, partition_id: str, parent: str, pool: ResourcePool, *,
+                 executor_options: Dict[str, Any], lifeline_fd: Optional[int] = None,
+                 register_timeout: float = 60.0, dry_run: bool = False) -> None:
+        self.id = partition_id
+        self.parent = parent
+        self.pool = pool
+        self.executor_options = executor_options
+        self.lifeline_fd = lifeline_fd
+        self.register_timeout = register_timeout
+        self.dry_run = dry_run
+        self._outbox: List[Message] = []
+        self._flush_pending = False
+        self._stopped = asyncio.Event()
+        self._last_seen = time.monotonic()
+        self.heartbeat = 1.0
+        self.lost_after = 5.0
+
+    def _send(self, msg: Message) -> None:
+        self._outbox.append(msg)
+        if isinstance(msg, StoppedMsg):
+            self._flush()
+            self._stopped.set()
+        elif not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self._outbox:
+            msgs, self._outbox = self._outbox, []
+            try:
+                self.sock.send(encode_batch(msgs), flags=zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                _log.warning("cannot send %d message(s) to the governor: %s", len(msgs), exc)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self.sock = connect_partition(async_context(), self.parent, self.id)
+        nodes = [n.to_dict() for n in self.pool.nodes]
+        self.sock.send(encode_batch([RegisterMsg(self.id, PROTOCOL_VERSION, nodes, socket.gethostname(),
+                                                 os.getpid())]))
+        try:
+            frame = await asyncio.wait_for(self.sock.recv(), self.register_timeout)
+            reply = decode_batch(frame)
+        except asyncio.TimeoutError:
+            _log.error("no answer from the governor at %s within %gs", self.parent, self.register_timeout)
+            self.sock.close(linger=0)
+            return 3
+        except DecodeError as exc:
+            _log.error("bad registration reply from the governor: %s", exc)
+            self.sock.close(linger=0)
+            return 3
+        answer = next((m for m in reply if isinstance(m, RegisteredMsg)), None)
+        if answer is None or not answer.ok:
+            _log.error("registration refused by the governor: %s", answer.message if answer else "no answer")
+            self.sock.close(linger=0)
+            return 2
+        self.heartbeat = answer.heartbeat
+        self.lost_after = max(5.0, 5 * answer.heartbeat)
+        _log.info("registered with the governor at %s", self.parent)
+        manager = PartitionManager(loop, self.pool, self._send, executor_options=self.executor_options,
+                                   partition_id=self.id, dry_run=self.dry_run)
+        stop_reason: List[str] = []
+
+        def stop(reason: str) -> None:
+            if not stop_reason:
+                _log.warning("stopping: %s", reason)
+                stop_reason.append(reason)
+                manager.receive(ShutdownMsg(reason))
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop, f"signal {sig}")
+        if self.lifeline_fd is not None:
+            fd = self.lifeline_fd
+
+            def on_lifeline() -> None:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    loop.remove_reader(fd)
+                    stop("the governor process exited")
+
+            loop.add_reader(fd, on_lifeline)
+        timer: List[asyncio.TimerHandle] = []
+
+        def beat() -> None:
+            if time.monotonic() - self._last_seen > self.lost_after:
+                stop(f"no message from the governor for {self.lost_after:g}s")
+            else:
+                self._send(HeartbeatMsg(self.pool.used_cores))
+            timer[:] = [loop.call_later(self.heartbeat, beat)]
+
+        timer.append(loop.call_later(self.heartbeat, beat))
+        receiver = loop.create_task(self._receive(manager, stop))
+        await self._stopped.wait()
+        receiver.cancel()
+        for t in timer:
+            t.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        self.sock.close(linger=2000)
+        return 0
+
+    async def _receive(self, manager: PartitionManager, stop: Any) -> None:
+        while True:
+            try:
+                frame = await self.sock.recv()
+            except zmq.ZMQError as exc:
+                _log.warning("receive from the governor failed: %s", exc)
+                continue
+            self._last_seen = time.monotonic()
+            try:
+                msgs = decode_batch(frame)
+            except DecodeError as exc:
+                _log.warning("dropped a bad frame from the governor: %s", exc)
+                continue
+            for msg in msgs:
+                if isinstance(msg, HeartbeatMsg):
+                    continue
+                if isinstance(msg, ShutdownMsg):
+                    stop(f"the governor asked ({msg.reason})")
+                    continue
+                manager.receive(msg)
