@@ -237,7 +237,9 @@ class Front:
             if problem is None:
                 return
             problems.append(problem)
-        raise RequestError(f"Not enough resources for job {desc.name}: {problems[0]}")
+        largest = max(range(len(live)), key=lambda i: live[i].pool.total_cores)
+        where = f" (the largest of the {len(live)} partitions)" if len(live) > 1 else ""
+        raise RequestError(f"Not enough resources for job {desc.name}: {problems[largest]}{where}")
 
     def _h_submit(self, req: Dict[str, Any]) -> Response:
         jobs = req.get("jobs")

@@ -126,8 +126,9 @@ class _Child:
     """A partition manager process this governor started; its exit wakes the governor."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, name: str, args: List[str], aux: str,
-                 changed: asyncio.Event) -> None:
+                 changed: asyncio.Event, front: Optional[Front] = None) -> None:
         self.name = name
+        self.front = front
         self.loop = loop
         self.changed = changed
         self.stderr_path = os.path.join(aux, "stderr.log")
@@ -153,6 +154,12 @@ class _Child:
         self._done.set()
         if self.returncode != 0:
             _log.warning("partition manager %s exited with code %s", self.name, self.returncode)
+        if self.front is not None:
+            for link in self.front.links:
+                if link.name == self.name and link.live:
+                    # no need to wait for missed heartbeats: the process is gone
+                    self.front.lose_link(link, f"partition {self.name} lost: its process exited with code "
+                                               f"{self.returncode}")
         self.changed.set()
 
     def last_error(self) -> str:
@@ -322,7 +329,7 @@ class Service:
         elif cfg.slurm_partition_nodes:
             assert net is not None and hub is not None
             try:
-                spawned = self._spawn_partitions(loop, net.address, changed)
+                spawned = self._spawn_partitions(loop, net.address, changed, front)
             except OSError as exc:
                 sys.stderr.write(f"qcg-pm-service: error: cannot start the partition managers: {exc}\n")
                 return 2
@@ -441,7 +448,7 @@ class Service:
         return 0
 
     def _spawn_partitions(self, loop: asyncio.AbstractEventLoop, address: str,
-                          changed: asyncio.Event) -> List[_Child]:
+                          changed: asyncio.Event, front: Front) -> List[_Child]:
         """Start one partition manager process per group of ``--slurm-partition-nodes``
         nodes (local processes: this build has no Slurm launcher)."""
         cfg = self.cfg
@@ -460,7 +467,7 @@ class Service:
                 args.append("--system-core")
             if cfg.dry_run:
                 args.append("--dry-run")
-            children.append(_Child(loop, pid_name, args, aux, changed))
+            children.append(_Child(loop, pid_name, args, aux, changed, front))
         _log.info("started %d partition managers of up to %d nodes", len(children), size)
         return children
 
