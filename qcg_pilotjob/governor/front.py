@@ -75,7 +75,7 @@ class PartitionLink:
         self.stopped = False      # it said it stopped (or it is lost)
         self.lost = False         # it stopped answering; its work was failed or moved
         self.outstanding = 0
-        self.window = max(2 * pool.total_cores, 16)
+        self.window = max(4 * pool.total_cores, 64)
         self.dispatched_tasks = 0
 
     @property
@@ -151,6 +151,7 @@ class Front:
         #: released tasks not yet sent to a partition, FIFO: [job, sorted task indexes]
         self._ready: Deque[List[Any]] = deque()
         self._weights: Dict[str, int] = {}
+        self._fits: Dict[str, Set[int]] = {}
         self.zmq_address: Optional[str] = None
         self.publisher_address: Optional[str] = None
         #: status events for clients: publish(topic, data) with IFI/JFI/NOJ topics
@@ -670,6 +671,8 @@ class Front:
         if not live or not self._ready:
             return
         single = len(live) == 1
+        if not single and all(lk.credit <= 0 and lk.outstanding > 0 for lk in live):
+            return  # every window is full: the next final event calls again
         scanned = 0
         entry_pos = 0
         while entry_pos < len(self._ready) and scanned < self.ROUTE_LOOKAHEAD:
@@ -682,7 +685,7 @@ class Front:
             if not idxs:
                 del self._ready[entry_pos]
                 continue
-            fits = [lk for lk in live if feasibility(lk.pool, job.desc, job.total, with_gpus=False) is None]
+            fits = self._fitting(job, live)
             if not fits:  # (partitions were lost) nothing left that can run it
                 now = time.time()
                 for idx in idxs:
@@ -703,6 +706,8 @@ class Front:
                         take = 1  # a task larger than the window still goes
                     else:
                         self._ready[entry_pos][1] = idxs
+                        if all(lk.credit <= 0 for lk in live):
+                            break  # no window has room: later entries cannot go either
                         entry_pos += 1
                         scanned += 1
                         continue
@@ -712,6 +717,15 @@ class Front:
                 self._ready[entry_pos][1] = rest
             else:
                 del self._ready[entry_pos]
+
+    def _fitting(self, job: JobRecord, live: List[PartitionLink]) -> List[PartitionLink]:
+        """The live partitions ``job`` fits in (cached per job)."""
+        fit = self._fits.get(job.name)
+        if fit is None:
+            fit = {lk.index for lk in self.links
+                   if feasibility(lk.pool, job.desc, job.total, with_gpus=False) is None}
+            self._fits[job.name] = fit
+        return [lk for lk in live if lk.index in fit]
 
     def _send_tasks(self, link: PartitionLink, job: JobRecord, idxs: List[int], weight: int) -> None:
         for idx in idxs:
@@ -729,6 +743,7 @@ class Front:
     def add_link(self, name: str, pool: ResourcePool, send: Callable[[Message], None]) -> PartitionLink:
         link = PartitionLink(len(self.links), name, pool, send)
         self.links.append(link)
+        self._fits.clear()
         self._route_ready()
         self.on_change()
         return link
@@ -866,6 +881,8 @@ class Front:
             job.add_message(f"{job.failed} of {job.total} iterations did not succeed")
         self._job_state(job, final, when)
         self.active_jobs -= 1
+        self._weights.pop(job.name, None)
+        self._fits.pop(job.name, None)
         if self.publish is not None and not replay:
             self.publish("JFI", {"job": job.name, "state": final.name})
             if self.active_jobs == 0:
