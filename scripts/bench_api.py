@@ -22,7 +22,7 @@ from qcg_pilotjob.api import Jobs, LocalManager, Manager
 
 def pct(values: List[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def main() -> int:
