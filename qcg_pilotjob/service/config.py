@@ -21,7 +21,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "notset")
 
 def _not_yet(option: str, what: str) -> ConfigError:
     return ConfigError(
-        f"{option}: {what} is not available in this mode yet (this build runs a single local manager)"
+        f"{option}: {what} is not available in this mode yet (this build runs jobs on the local host only)"
     )
 
 
