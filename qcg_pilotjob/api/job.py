@@ -118,6 +118,9 @@ class Jobs:
                     raise InvalidJobDescriptionError(f"Unknown iteration attribute {sorted(unknown)[0]}")
                 if "values" not in it and "stop" not in it:
                     raise InvalidJobDescriptionError("Required attribute stop of element iteration not defined")
+                for ikey, itypes in (("start", int), ("stop", int), ("values", list)):
+                    if ikey in it and (isinstance(it[ikey], bool) or not isinstance(it[ikey], itypes)):
+                        raise InvalidJobDescriptionError(f"Invalid iteration attribute {ikey} type {type(it[ikey])}")
             count = len(it["values"]) if "values" in it else it["stop"] - it.get("start", 0)
             if count <= 0 or count > MAX_ITERATIONS:
                 raise InvalidJobDescriptionError(

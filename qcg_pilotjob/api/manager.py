@@ -220,14 +220,9 @@ class Manager:
         result: Dict[str, str] = {}
         deadline = None if timeout is None else time.monotonic() + timeout
         while pending:
-            data = self.status(sorted(pending))
-            for name, entry in data.get("jobs", {}).items():
-                if entry.get("status") != 0:
-                    raise errors.InternalError(f"Missing job's {name} data: {entry.get('message')}")
-                state = entry["data"]["status"]
-                if self.is_status_finished(state):
-                    pending.discard(name)
-                    result[name] = state
+            done = self._final_states(pending)
+            pending.difference_update(done)
+            result.update(done)
             next_poll = time.monotonic() + self.poll_delay
             while pending:
                 now = time.monotonic()
@@ -236,6 +231,7 @@ class Manager:
                 if now >= next_poll:
                     break
                 wait = next_poll - now if deadline is None else min(next_poll, deadline) - now
+                hits: Set[str] = set()
                 for topic, ev in self._events(wait):
                     if topic not in ("IFI", "JFI"):
                         continue
@@ -243,9 +239,25 @@ class Manager:
                     if ev.get("it") is not None:
                         name = f"{name}:{ev['it']}"
                     if name in pending:
-                        pending.discard(name)
-                        result[name] = ev.get("state", "")
+                        hits.add(name)
+                if hits:
+                    # confirmed by a status request: the event may be left from a removed job
+                    # of the same name
+                    done = self._final_states(hits)
+                    pending.difference_update(done)
+                    result.update(done)
         return result
+
+    def _final_states(self, names: Iterable[str]) -> Dict[str, str]:
+        """The states of those of ``names`` that are finished."""
+        out: Dict[str, str] = {}
+        for name, entry in self.status(sorted(names)).get("jobs", {}).items():
+            if entry.get("status") != 0:
+                raise errors.InternalError(f"Missing job's {name} data: {entry.get('message')}")
+            state = entry["data"]["status"]
+            if self.is_status_finished(state):
+                out[name] = state
+        return out
 
     def wait4all(self, timeout: Optional[float] = None) -> None:
         """Wait until the service has no unfinished job. A "no jobs" event is confirmed with
