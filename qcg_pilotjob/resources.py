@@ -40,6 +40,7 @@ class Node:
     gpu_ids: List[str] = field(default_factory=list)
     free: List[int] = field(default_factory=list)       # positions into core_ids, sorted
     free_gpus: List[int] = field(default_factory=list)  # positions into gpu_ids, sorted
+    offline: bool = False                                  # taken out of use (its agent is lost)
 
     def __post_init__(self) -> None:
         if not self.free:
@@ -203,6 +204,8 @@ class ResourcePool:
     def release(self, alloc: Allocation) -> None:
         for part in alloc.parts:
             node = self.nodes[part.node]
+            if node.offline:
+                continue
             had_free = bool(node.free)
             if part.cores:
                 node.free = sorted(node.free + part.cores)
@@ -285,6 +288,19 @@ class ResourcePool:
                 ngpus = gpus
             parts.append(self._take(idx, ncores, ngpus))
         return Allocation(parts)
+
+    def disable_node(self, name: str) -> None:
+        """Take a node out of use (its agent is gone): its free cores stop counting, and
+        cores released there later are not given out again."""
+        for idx, node in enumerate(self.nodes):
+            if node.name == name and not node.offline:
+                node.offline = True
+                self.free_cores -= len(node.free)
+                self.total_cores -= node.total
+                node.free = []
+                node.free_gpus = []
+                self._remove(self._avail, idx)
+                self._remove(self._idle, idx)
 
     def usage(self) -> Dict[str, int]:
         return {

@@ -701,6 +701,12 @@ class Front:
                 take = len(idxs)
             else:
                 take = min(len(idxs), link.credit // weight)
+                others = [lk.credit for lk in fits if lk is not link and lk.credit >= weight]
+                if take > 0 and others:
+                    # not all to the emptiest while another has room too: what is left of the
+                    # job after this chunk goes to the next one (share alike, or level off)
+                    share = max(-(-len(idxs) // (len(others) + 1)), (link.credit - max(others)) // weight)
+                    take = min(take, share)
                 if take <= 0:
                     if link.outstanding == 0:
                         take = 1  # a task larger than the window still goes

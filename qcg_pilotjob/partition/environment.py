@@ -20,6 +20,7 @@ from typing import Dict, List, Mapping, Optional
 from ..jobdesc import Execution, JobDescription
 from ..resources import Allocation
 from ..variables import substitute
+from .models import MPI_MODELS, wrap_model
 
 __all__ = ["LaunchPlan", "build_plan", "start_variables", "tasks_per_node"]
 
@@ -63,9 +64,11 @@ def _resolve(path: Optional[str], values: Mapping[str, str], base: str) -> Optio
 
 def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation, *, root_wd: str,
                base_env: Mapping[str, str], step_id: str, env_schema: str,
-               zmq_address: Optional[str], hostfile_dir: str) -> LaunchPlan:
-    """Everything needed to start one task, with variables substituted."""
+               zmq_address: Optional[str], hostfile_dir: str, launch: str = "local") -> LaunchPlan:
+    """Everything needed to start one task, with variables substituted. With ``launch``
+    other than ``local`` (inside Slurm) the execution model wraps the command."""
     ex: Execution = desc.execution
+    mpi = launch != "local" and ex.model in MPI_MODELS
     values = start_variables(desc, iteration, alloc, root_wd)
     wd = _resolve(ex.wd, values, root_wd) or root_wd
     env = dict(base_env)
@@ -94,7 +97,7 @@ def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation
         env["CUDA_VISIBLE_DEVICES"] = ",".join(alloc.parts[0].gpu_ids)
         env["QCG_PM_GPU_SET"] = ";".join(f"{p.name}:{','.join(p.gpu_ids)}" for p in alloc.parts)
     hostfile = None
-    if alloc.cores > 1:
+    if alloc.cores > 1 or mpi:
         suffix = f".{iteration}" if iteration is not None else ""
         hostfile = os.path.join(hostfile_dir, f"{desc.name.replace('/', '_')}{suffix}.hostfile")
         env["QCG_PM_HOSTFILE"] = hostfile
@@ -143,6 +146,13 @@ def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation
     else:
         assert command is not None
         argv = command
+    if mpi:
+        assert hostfile is not None
+        env["SLURM_HOSTFILE"] = hostfile
+        # srun reads these as options; the per-node comma list of the QCG schema is not its format
+        for var in ("SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE"):
+            env.pop(var, None)
+        argv = wrap_model(ex.model, argv, alloc, hostfile, ex.model_opts)
     return LaunchPlan(
         argv=argv,
         wd=wd,

@@ -47,6 +47,7 @@ class RunningTask:
     pidfd: int = -1
     stop_reason: Optional[str] = None
     timers: List[asyncio.TimerHandle] = field(default_factory=list)
+    error: Optional[str] = None  # set when it could not be started after all (remote start)
 
     @property
     def key(self) -> TaskKey:
@@ -101,7 +102,7 @@ class LocalExecutor:
         try:
             plan = build_plan(spec.desc, iteration, alloc, root_wd=self.root_wd, base_env=self.base_env,
                               step_id=str(self._steps), env_schema=self.env_schema,
-                              zmq_address=self.zmq_address, hostfile_dir=self.hostfile_dir)
+                              zmq_address=self.zmq_address, hostfile_dir=self.hostfile_dir, launch=self.launch)
         except Exception as exc:  # a bug in a description we accepted: fail the task, not the service
             _log.exception("cannot prepare task %s", spec.name)
             return f"cannot prepare the task: {exc}"
@@ -145,8 +146,8 @@ class LocalExecutor:
                         return f"cannot open stderr file {plan.stderr!r}: {exc.strerror}"
                     fds.append(stderr)
             try:
-                proc = subprocess.Popen(plan.argv, cwd=plan.wd, env=plan.env, stdin=stdin, stdout=stdout,
-                                        stderr=stderr, start_new_session=True, close_fds=True)
+                proc = subprocess.Popen(self._command(plan, alloc), cwd=plan.wd, env=plan.env, stdin=stdin,
+                                        stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True)
             except OSError as exc:
                 return f"cannot start {plan.argv[0]!r}: {exc.strerror or exc}"
         finally:
@@ -160,6 +161,12 @@ class LocalExecutor:
         if wt is not None:
             task.timers.append(self.loop.call_later(wt, self.stop, task.key, STOP_WALLTIME))
         return None
+
+    #: how tasks start: ``local`` processes; subclasses: ``agents``, ``srun``
+    launch = "local"
+
+    def _command(self, plan: LaunchPlan, alloc: Allocation) -> List[str]:
+        return plan.argv
 
     # --- exit detection ----------------------------------------------------------------
     def _watch(self, task: RunningTask) -> None:
@@ -263,3 +270,16 @@ class DryRunExecutor(LocalExecutor):
             return False
         task.stop_reason = task.stop_reason or reason
         return True
+
+
+class SrunExecutor(LocalExecutor):
+    """``--disable-nl``: every task is its own ``srun`` step on its first node (models that
+    start ranks on all nodes wrap themselves)."""
+
+    launch = "srun"
+
+    def _command(self, plan: LaunchPlan, alloc: Allocation) -> List[str]:
+        if plan.argv and plan.argv[0] == "srun":
+            return plan.argv
+        return ["srun", "--overlap", "-N", "1", "-n", "1", "-w", alloc.parts[0].name, "--cpu-bind=none",
+                "--mem-per-cpu=0", "--kill-on-bad-exit=1", "-D", plan.wd, *plan.argv]

@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Callable, Dict, List, Optional
 
+from ..errors import ResourceError
 from ..protocol.messages import (
     CancelMsg,
     DispatchMsg,
@@ -24,7 +25,16 @@ from ..protocol.messages import (
 )
 from ..resources import ResourcePool
 from ..states import JobState
-from .executor import STOP_CANCEL, STOP_SHUTDOWN, STOP_WALLTIME, DryRunExecutor, LocalExecutor, RunningTask
+from .agents import AgentExecutor
+from .executor import (
+    STOP_CANCEL,
+    STOP_SHUTDOWN,
+    STOP_WALLTIME,
+    DryRunExecutor,
+    LocalExecutor,
+    RunningTask,
+    SrunExecutor,
+)
 from .scheduler import Scheduler, TaskSpec
 
 __all__ = ["PartitionManager"]
@@ -39,19 +49,50 @@ class PartitionManager:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, pool: ResourcePool, send: Send, *,
                  executor_options: Dict[str, object], partition_id: str = "partition-0",
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, launcher: str = "local") -> None:
         self.loop = loop
         self.id = partition_id
         self.pool = pool
         self.scheduler = Scheduler(pool)
         self.send = send
-        executor_cls = DryRunExecutor if dry_run else LocalExecutor
-        self.executor = executor_cls(loop, on_exit=self._on_exit, **executor_options)  # type: ignore[arg-type]
+        self.executor: LocalExecutor
+        if dry_run:
+            self.executor = DryRunExecutor(loop, on_exit=self._on_exit, **executor_options)  # type: ignore[arg-type]
+        elif launcher == "agents":
+            self.executor = AgentExecutor(loop, on_exit=self._on_exit, nodes=[n.name for n in pool.nodes],
+                                          **executor_options)  # type: ignore[arg-type]
+        elif launcher == "srun":
+            self.executor = SrunExecutor(loop, on_exit=self._on_exit, **executor_options)  # type: ignore[arg-type]
+        else:
+            self.executor = LocalExecutor(loop, on_exit=self._on_exit, **executor_options)  # type: ignore[arg-type]
         self.specs: Dict[str, TaskSpec] = {}
         self._events: List[TaskEvent] = []
         self._flush_pending = False
         self._schedule_pending = False
         self._stopping = False
+
+    async def prepare(self, agent_timeout: float = 120.0) -> List[str]:
+        """Start node agents (Slurm); nodes without one are left out. Returns those nodes."""
+        if not isinstance(self.executor, AgentExecutor):
+            return []
+        missing = await self.executor.start_agents(agent_timeout)
+        if missing:
+            kept = [n for n in self.pool.nodes if n.name not in missing]
+            if not kept:
+                raise ResourceError(f"no node agent came up (nodes: {', '.join(missing)})")
+            self.pool = ResourcePool(kept)
+            self.scheduler = Scheduler(self.pool)
+        self.executor.on_node_lost = self._node_lost
+        return missing
+
+    def _node_lost(self, node: str) -> None:
+        """A node's agent is gone: nothing more is scheduled there."""
+        self.pool.disable_node(node)
+
+    async def finish(self) -> None:
+        """After the stop: end the node agents' srun steps."""
+        if isinstance(self.executor, AgentExecutor):
+            await self.executor.stop_agents()
 
     # --- inbound -----------------------------------------------------------------------
     def receive(self, msg: Message) -> None:
@@ -120,8 +161,10 @@ class PartitionManager:
                             {"message": error, "allocation": str(st.allocation)})
             else:
                 task = self.executor.running[(st.spec.name, st.iteration)]
-                self._event(st.spec.name, st.iteration, JobState.EXECUTING,
-                            {"allocation": str(st.allocation), "wd": task.plan.wd, "pid": task.pid})
+                data: Dict[str, object] = {"allocation": str(st.allocation), "wd": task.plan.wd}
+                if task.pid:
+                    data["pid"] = task.pid
+                self._event(st.spec.name, st.iteration, JobState.EXECUTING, data)
         if again:
             self._kick()
 
@@ -130,7 +173,10 @@ class PartitionManager:
         self._kick()
         data: Dict[str, object] = {"exit_code": code, "rtime": max(0.0, when - task.started)}
         reason = task.stop_reason
-        if reason == STOP_CANCEL:
+        if task.error is not None:
+            state = JobState.FAILED
+            data["message"] = task.error
+        elif reason == STOP_CANCEL:
             state = JobState.CANCELED
             data["message"] = "canceled by user"
         elif reason == STOP_SHUTDOWN:

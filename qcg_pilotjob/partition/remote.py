@@ -76,7 +76,10 @@ class RemotePartition:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self.sock = connect_partition(async_context(), self.parent, self.id)
+        # a routing id of its own: a ROUTER drops a peer whose routing id is taken, so a
+        # duplicate --id would never hear the governor's refusal
+        self.sock = connect_partition(async_context(), self.parent,
+                                      f"{self.id}:{socket.gethostname()}:{os.getpid()}")
         nodes = [n.to_dict() for n in self.pool.nodes]
         self.sock.send(encode_batch([RegisterMsg(self.id, PROTOCOL_VERSION, nodes, socket.gethostname(),
                                                  os.getpid())]))

@@ -20,14 +20,20 @@ from ..errors import JobDescriptionError
 from ..jobdesc import JobDescription
 from .messages import (
     PROTOCOL_VERSION,
+    AgentHelloMsg,
+    AgentStopMsg,
     CancelMsg,
     DispatchMsg,
+    ExitMsg,
     ForgetMsg,
     HeartbeatMsg,
     Message,
     RegisteredMsg,
     RegisterMsg,
+    RunMsg,
     ShutdownMsg,
+    SignalMsg,
+    StartedMsg,
     StoppedMsg,
     TaskEvent,
     TaskEventsMsg,
@@ -38,7 +44,7 @@ __all__ = ["DecodeError", "decode", "decode_batch", "encode", "encode_batch"]
 _TYPES: Dict[int, Type[Message]] = {
     cls.TYPE: cls
     for cls in (DispatchMsg, TaskEventsMsg, CancelMsg, ForgetMsg, ShutdownMsg, StoppedMsg, RegisterMsg,
-                RegisteredMsg, HeartbeatMsg)
+                RegisteredMsg, HeartbeatMsg, AgentHelloMsg, RunMsg, StartedMsg, ExitMsg, SignalMsg, AgentStopMsg)
 }
 
 

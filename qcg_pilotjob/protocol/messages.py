@@ -17,14 +17,20 @@ from ..jobdesc import JobDescription
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "AgentHelloMsg",
+    "AgentStopMsg",
     "CancelMsg",
     "DispatchMsg",
+    "ExitMsg",
     "ForgetMsg",
     "HeartbeatMsg",
     "Message",
     "RegisterMsg",
     "RegisteredMsg",
+    "RunMsg",
     "ShutdownMsg",
+    "SignalMsg",
+    "StartedMsg",
     "StoppedMsg",
     "TaskEvent",
     "TaskEventsMsg",
@@ -135,3 +141,71 @@ class HeartbeatMsg(Message):
 
     TYPE: ClassVar[int] = 9
     used_cores: int = 0
+
+
+# --- partition <-> node agent ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AgentHelloMsg(Message):
+    """Agent -> partition, first message: its node, the CPUs it may use, its GPUs."""
+
+    TYPE: ClassVar[int] = 20
+    node: str
+    version: int
+    cpus: List[int]
+    gpus: List[str]
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class RunMsg(Message):
+    """Partition -> agent: start a task. ``env`` holds only what differs from the agent's
+    own environment; ``cores`` are the allocated core positions on the node (the agent
+    maps them onto the CPUs it may use)."""
+
+    TYPE: ClassVar[int] = 21
+    key: List[Any]
+    argv: List[str]
+    wd: str
+    env: Dict[str, str]
+    stdin: Optional[str] = None
+    stdout: Optional[str] = None
+    stderr: Optional[str] = None
+    cores: Optional[List[int]] = None
+
+
+@dataclass(frozen=True)
+class StartedMsg(Message):
+    """Agent -> partition: a task started (``pid``), or could not start (``error``)."""
+
+    TYPE: ClassVar[int] = 22
+    key: List[Any]
+    pid: int = 0
+    error: Optional[str] = None
+    cpus: Optional[List[int]] = None
+
+
+@dataclass(frozen=True)
+class ExitMsg(Message):
+    """Agent -> partition: a task ended with ``code`` (negative: killed by that signal)."""
+
+    TYPE: ClassVar[int] = 23
+    key: List[Any]
+    code: int
+    time: float
+
+
+@dataclass(frozen=True)
+class SignalMsg(Message):
+    """Partition -> agent: send ``sig`` to a task's process group."""
+
+    TYPE: ClassVar[int] = 24
+    key: List[Any]
+    sig: int
+
+
+@dataclass(frozen=True)
+class AgentStopMsg(Message):
+    """Partition -> agent: kill every task and exit."""
+
+    TYPE: ClassVar[int] = 25

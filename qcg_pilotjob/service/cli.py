@@ -64,6 +64,7 @@ __all__ = ["cli", "main"]
 @click.option("--dry-run", is_flag=True, hidden=True)
 @click.option("--heartbeat", type=float, default=1.0, hidden=True)
 @click.option("--aux-dir", hidden=True)
+@click.option("--launcher", hidden=True)
 @click.option("--ready-fd", type=int, hidden=True)
 @click.option("--lifeline-fd", type=int, hidden=True)
 @click.version_option(__version__, prog_name="qcg-pm-service")
@@ -80,7 +81,7 @@ def cli(**kw: Any) -> None:
         slurm_limit_nodes_range_begin=kw["slurm_limit_nodes_range_begin"],
         slurm_limit_nodes_range_end=kw["slurm_limit_nodes_range_end"],
         resume=kw["resume"], kill_grace=kw["kill_grace"], ready_fd=kw["ready_fd"], lifeline_fd=kw["lifeline_fd"],
-        dry_run=kw["dry_run"], heartbeat=kw["heartbeat"], aux_dir=kw["aux_dir"],
+        dry_run=kw["dry_run"], heartbeat=kw["heartbeat"], aux_dir=kw["aux_dir"], launcher=kw["launcher"],
     )
     code = run(cfg)
     sys.exit(code)

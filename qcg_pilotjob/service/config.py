@@ -19,12 +19,6 @@ __all__ = ["LOG_LEVELS", "ServiceConfig"]
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "notset")
 
 
-def _not_yet(option: str, what: str) -> ConfigError:
-    return ConfigError(
-        f"{option}: {what} is not available in this mode yet (this build runs jobs on the local host only)"
-    )
-
-
 @dataclass(frozen=True)
 class ServiceConfig:
     net: bool = False
@@ -55,6 +49,7 @@ class ServiceConfig:
     dry_run: bool = False               # start no processes: tasks "succeed" at once (benchmarks)
     heartbeat: float = 1.0              # governor <-> partition heartbeat interval, seconds
     aux_dir: Optional[str] = None       # a partition started by a governor: where its files go
+    launcher: Optional[str] = None      # a partition started by a governor: local, agents or srun
     ready_fd: Optional[int] = None      # LocalManager: where to write the ready line
     lifeline_fd: Optional[int] = None   # LocalManager: EOF here means the parent is gone
 
@@ -118,13 +113,8 @@ class ServiceConfig:
             return cfg
         if not cfg.file and not cfg.net and not cfg.governor and cfg.resume is None:
             raise ConfigError("no interface: give --file-path FILE (or --net), or --resume DIR")
-        # machinery that lands later: refuse clearly instead of ignoring
-        if cfg.resources == "slurm":
-            raise _not_yet("--resources slurm", "running inside a Slurm allocation")
-        if cfg.disable_nl:
-            raise _not_yet("--disable-nl", "the node launcher (Slurm)")
-        if b is not None or e is not None:
-            raise _not_yet("--slurm-limit-nodes-range-begin/end", "limiting a Slurm allocation")
+        if cfg.launcher not in (None, "local", "agents", "srun"):
+            raise ConfigError(f"--launcher: must be local, agents or srun, not {cfg.launcher!r}")
         return cfg
 
     def instance_id(self) -> str:

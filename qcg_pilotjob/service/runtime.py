@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional
 import zmq
 
 from .. import __version__
-from ..errors import ConfigError
+from ..errors import ConfigError, ResourceError
 from ..governor.front import Front
 from ..governor.hub import PartitionHub
 from ..governor.journal import JOURNAL_NAME, Journal, Replay, find_aux_dir, read_journal
@@ -31,6 +31,7 @@ from ..governor.reports import Flusher, LineWriter
 from ..partition.manager import PartitionManager
 from ..protocol.messages import ShutdownMsg
 from ..resources import Node, ResourcePool, local_nodes, parse_nodes_spec
+from ..slurm.allocation import SlurmAllocation, in_slurm_allocation, job_end_time
 from .config import ServiceConfig
 from .netiface import EventPublisher, NetInterface
 from .progress import Progress
@@ -221,19 +222,34 @@ class Service:
             if self.replay is not None:
                 # requests of this file already done before the kill are not done again
                 self.request_offset = self.replay.file_done.get(self.file_path, 0)
+        self.slurm: Optional[SlurmAllocation] = None
+        self.end_time: Optional[float] = None
+        begin, end = cfg.slurm_limit_nodes_range_begin, cfg.slurm_limit_nodes_range_end
         if cfg.nodes is not None:
+            if begin is not None or end is not None:
+                raise ConfigError("--slurm-limit-nodes-range-begin/end: only for Slurm resources, not with --nodes")
             self.nodes: List[Node] = parse_nodes_spec(cfg.nodes)
+        elif cfg.resources == "slurm" or (cfg.resources == "auto" and in_slurm_allocation()):
+            if not in_slurm_allocation():
+                raise ConfigError("--resources slurm: not inside a Slurm allocation "
+                                  "(SLURM_JOB_ID and SLURM_JOB_NODELIST are not set)")
+            self.slurm = SlurmAllocation.from_env(begin=begin, end=end)
+            self.nodes = self.slurm.nodes()
+            self.end_time = job_end_time(self.slurm.job_id)
         else:
-            if cfg.resources == "auto" and os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_NODELIST"):
-                sys.stderr.write("qcg-pm-service: warning: inside a Slurm allocation, but this build runs "
-                                 "jobs on the local host only; use --nodes to describe the resources\n")
+            if begin is not None or end is not None:
+                raise ConfigError("--slurm-limit-nodes-range-begin/end: only inside a Slurm allocation")
             self.nodes = local_nodes()
+        if cfg.disable_nl and self.slurm is None:
+            raise ConfigError("--disable-nl: only inside a Slurm allocation (it replaces the node agents by one "
+                              "srun step per task)")
+        self.launcher = "local" if self.slurm is None else ("srun" if cfg.disable_nl else "agents")
         self.pool = ResourcePool(copy.deepcopy(self.nodes), system_core=cfg.system_core)
         try:
             os.makedirs(self.aux_dir, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create the auxiliary directory {self.aux_dir}: {exc.strerror}") from None
-        self.env_schema = "slurm" if cfg.envschema == "slurm" else "none"
+        self.env_schema = "slurm" if cfg.envschema == "slurm" or (cfg.envschema == "auto" and self.slurm) else "none"
         report_path = cfg.report_file if os.path.isabs(cfg.report_file) else \
             os.path.join(self.aux_dir, cfg.report_file)
         try:
@@ -309,23 +325,33 @@ class Service:
                 hub.start()
             net.start()
             _log.info("network interface at %s, status events at %s", net.address, publisher.address)
+        partition: Optional[PartitionManager] = None
         if not governor:
             # single-manager mode: the same front with one partition in this process
-            front_pool = ResourcePool(copy.deepcopy(self.nodes), system_core=cfg.system_core)
 
             def to_partition(msg: Any) -> None:
+                assert partition is not None
                 loop.call_soon(partition.receive, msg)
 
             def to_front(msg: Any) -> None:
                 loop.call_soon(front.on_message, link, msg)
 
-            link = front.add_link("partition-0", front_pool, to_partition)
             partition = PartitionManager(
                 loop, self.pool, to_front,
                 executor_options={"root_wd": self.wd, "aux_dir": self.aux_dir, "env_schema": self.env_schema,
                                   "zmq_address": front.zmq_address, "kill_grace": cfg.kill_grace},
-                dry_run=cfg.dry_run,
+                dry_run=cfg.dry_run, launcher=self.launcher,
             )
+            try:
+                missing = await partition.prepare()
+            except ResourceError as exc:
+                sys.stderr.write(f"qcg-pm-service: error: {exc}\n")
+                return 1
+            if missing:
+                sys.stderr.write(f"qcg-pm-service: warning: no node agent came up on {', '.join(missing)}; "
+                                 f"those nodes are left out\n")
+            front_pool = ResourcePool(copy.deepcopy(partition.pool.nodes))
+            link = front.add_link("partition-0", front_pool, to_partition)
         elif cfg.slurm_partition_nodes:
             assert net is not None and hub is not None
             try:
@@ -364,7 +390,11 @@ class Service:
                     changed.set()
 
             loop.add_reader(lifeline, on_lifeline)
-        if cfg.ready_fd is not None:
+
+        def report_ready() -> None:
+            # after the partitions this governor started registered: a client's first submit must fit
+            if cfg.ready_fd is None:
+                return
             ready = json.dumps({"address": front.zmq_address, "pub": front.publisher_address, "aux": self.aux_dir,
                                 "id": self.instance_id})
             try:
@@ -372,6 +402,7 @@ class Service:
                 os.close(cfg.ready_fd)
             except OSError as exc:
                 _log.warning("cannot report readiness on fd %d: %s", cfg.ready_fd, exc)
+
         progress = Progress(front, sys.stdout) if cfg.show_progress else None
         if progress:
             progress.start(loop)
@@ -397,6 +428,7 @@ class Service:
                     for child in spawned:
                         await child.wait_exit(10.0)
                     return 1
+            report_ready()
             file_done = await self._process_file(front, journal, stop_signal)
             if file_done and not front.finish_after_all and not front.finish_requested and not cfg.net:
                 if not front.all_done:
@@ -423,6 +455,8 @@ class Service:
                 hub.flush()
             for child in spawned:
                 await child.wait_exit(30.0)
+            if partition is not None:
+                await partition.finish()
             self._write_final_status(front)
         finally:
             if hub is not None:

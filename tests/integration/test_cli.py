@@ -117,21 +117,24 @@ def test_entry_points_run_a_file(tmp_path: Any, entry: str) -> None:
         assert json.load(fh)["JobStats"]["FinishedJobs"] == 1
 
 
-# ---- options whose machinery is not there -------------------------------------------------------
+# ---- options that need a Slurm allocation --------------------------------------------------------
 @pytest.mark.parametrize("args,named", [
     (["--resources", "slurm"], "--resources slurm"),
     (["--disable-nl"], "--disable-nl"),
     (["--slurm-limit-nodes-range-begin", "0", "--slurm-limit-nodes-range-end", "1"],
      "--slurm-limit-nodes-range-begin"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
-def test_unavailable_options_refused(tmp_path: Any, args: List[str], named: str) -> None:
+def test_slurm_only_options_refused_outside_slurm(tmp_path: Any, args: List[str], named: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("SLURM_JOB_ID", "SLURM_JOBID", "SLURM_JOB_NODELIST", "SLURM_NODELIST"):
+        monkeypatch.delenv(var, raising=False)
     wd = str(tmp_path / "wd")
     path = _write(str(tmp_path), TOUCH_JOB)
     res = _run(service_cmd("--file-path", path, "--wd", wd, *args))
     assert res.returncode != 0
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
-    assert "not available" in lines[0]
+    assert "Slurm allocation" in lines[0]
     assert named in lines[0]
     assert res.stdout == ""
     assert not os.path.exists(os.path.join(tmp_path, "ran.a"))

@@ -1,0 +1,1 @@
+"""Slurm: node lists, allocation discovery, srun command lines."""
