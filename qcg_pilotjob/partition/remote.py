@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 
 import zmq
 
+from ..errors import ResourceError
 from ..protocol.codec import DecodeError, decode_batch, encode_batch
 from ..protocol.messages import (
     PROTOCOL_VERSION,
@@ -41,7 +42,7 @@ _log = logging.getLogger(__name__)
 class RemotePartition:
     def __init__(self, partition_id: str, parent: str, pool: ResourcePool, *,
                  executor_options: Dict[str, Any], lifeline_fd: Optional[int] = None,
-                 register_timeout: float = 60.0, dry_run: bool = False) -> None:
+                 register_timeout: float = 60.0, dry_run: bool = False, launcher: str = "local") -> None:
         self.id = partition_id
         self.parent = parent
         self.pool = pool
@@ -49,6 +50,7 @@ class RemotePartition:
         self.lifeline_fd = lifeline_fd
         self.register_timeout = register_timeout
         self.dry_run = dry_run
+        self.launcher = launcher
         self._outbox: List[Message] = []
         self._flush_pending = False
         self._stopped = asyncio.Event()
@@ -80,6 +82,17 @@ class RemotePartition:
         # duplicate --id would never hear the governor's refusal
         self.sock = connect_partition(async_context(), self.parent,
                                       f"{self.id}:{socket.gethostname()}:{os.getpid()}")
+        manager = PartitionManager(loop, self.pool, self._send, executor_options=self.executor_options,
+                                   partition_id=self.id, dry_run=self.dry_run, launcher=self.launcher)
+        try:
+            missing = await manager.prepare()  # node agents (Slurm), before telling the governor our nodes
+        except ResourceError as exc:
+            _log.error("%s", exc)
+            self.sock.close(linger=0)
+            return 4
+        if missing:
+            _log.warning("nodes left out (no agent came up): %s", ", ".join(missing))
+        self.pool = manager.pool
         nodes = [n.to_dict() for n in self.pool.nodes]
         self.sock.send(encode_batch([RegisterMsg(self.id, PROTOCOL_VERSION, nodes, socket.gethostname(),
                                                  os.getpid())]))
@@ -89,21 +102,22 @@ class RemotePartition:
         except asyncio.TimeoutError:
             _log.error("no answer from the governor at %s within %gs", self.parent, self.register_timeout)
             self.sock.close(linger=0)
+            await manager.finish()
             return 3
         except DecodeError as exc:
             _log.error("bad registration reply from the governor: %s", exc)
             self.sock.close(linger=0)
+            await manager.finish()
             return 3
         answer = next((m for m in reply if isinstance(m, RegisteredMsg)), None)
         if answer is None or not answer.ok:
             _log.error("registration refused by the governor: %s", answer.message if answer else "no answer")
             self.sock.close(linger=0)
+            await manager.finish()
             return 2
         self.heartbeat = answer.heartbeat
         self.lost_after = max(5.0, 5 * answer.heartbeat)
         _log.info("registered with the governor at %s", self.parent)
-        manager = PartitionManager(loop, self.pool, self._send, executor_options=self.executor_options,
-                                   partition_id=self.id, dry_run=self.dry_run)
         stop_reason: List[str] = []
 
         def stop(reason: str) -> None:
@@ -145,6 +159,7 @@ class RemotePartition:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         self.sock.close(linger=2000)
+        await manager.finish()
         return 0
 
     async def _receive(self, manager: PartitionManager, stop: Any) -> None:

@@ -108,7 +108,10 @@ def run_partition(cfg: ServiceConfig) -> int:
     root.propagate = False
     remote = RemotePartition(
         pid_name, cfg.parent, pool, lifeline_fd=cfg.lifeline_fd, dry_run=cfg.dry_run,
-        executor_options={"root_wd": wd, "aux_dir": aux, "env_schema": "slurm" if cfg.envschema == "slurm" else "none",
+        launcher=cfg.launcher or "local",
+        executor_options={"root_wd": wd, "aux_dir": aux,
+                          "env_schema": "slurm" if cfg.envschema == "slurm" or (
+                              cfg.envschema == "auto" and cfg.launcher in ("agents", "srun")) else "none",
                           "zmq_address": cfg.parent, "kill_grace": cfg.kill_grace},
     )
     try:
@@ -118,6 +121,8 @@ def run_partition(cfg: ServiceConfig) -> int:
         handler.close()
     if code == 2:
         sys.stderr.write(f"qcg-pm-service: error: partition {pid_name}: registration refused (see {path})\n")
+    elif code == 4:
+        sys.stderr.write(f"qcg-pm-service: error: partition {pid_name}: no node agent came up (see {path})\n")
     elif code == 3:
         sys.stderr.write(f"qcg-pm-service: error: partition {pid_name}: no governor answered at {cfg.parent}\n")
     return code
@@ -127,20 +132,28 @@ class _Child:
     """A partition manager process this governor started; its exit wakes the governor."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, name: str, args: List[str], aux: str,
-                 changed: asyncio.Event, front: Optional[Front] = None) -> None:
+                 changed: asyncio.Event, front: Optional[Front] = None, lifeline: bool = True) -> None:
         self.name = name
         self.front = front
         self.loop = loop
         self.changed = changed
         self.stderr_path = os.path.join(aux, "stderr.log")
-        life_r, self.lifeline = os.pipe()
-        os.set_inheritable(self.lifeline, False)
+        # a pipe whose end closes when this governor dies; srun cannot carry it to a node,
+        # where partitions notice a dead governor by its missing heartbeats instead
+        self.lifeline = -1
+        fds: List[int] = []
+        if lifeline:
+            life_r, self.lifeline = os.pipe()
+            os.set_inheritable(self.lifeline, False)
+            args = [*args, "--lifeline-fd", str(life_r)]
+            fds.append(life_r)
         with open(self.stderr_path, "wb") as err:
             try:
-                self.proc = subprocess.Popen([*args, "--lifeline-fd", str(life_r)], stdin=subprocess.DEVNULL,
-                                             stdout=subprocess.DEVNULL, stderr=err, pass_fds=(life_r,))
+                self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                             stderr=err, pass_fds=tuple(fds))
             finally:
-                os.close(life_r)
+                for fd in fds:
+                    os.close(fd)
         self.exited = False
         self.returncode: Optional[int] = None
         self._done = asyncio.Event()
@@ -484,7 +497,8 @@ class Service:
     def _spawn_partitions(self, loop: asyncio.AbstractEventLoop, address: str,
                           changed: asyncio.Event, front: Front) -> List[_Child]:
         """Start one partition manager process per group of ``--slurm-partition-nodes``
-        nodes (local processes: this build has no Slurm launcher)."""
+        nodes: with ``srun`` on the group's first node inside Slurm, else as local processes
+        (the same command line splits virtual ``--nodes`` on a laptop)."""
         cfg = self.cfg
         size = cfg.slurm_partition_nodes or 1
         groups = [self.nodes[i:i + size] for i in range(0, len(self.nodes), size)]
@@ -501,7 +515,11 @@ class Service:
                 args.append("--system-core")
             if cfg.dry_run:
                 args.append("--dry-run")
-            children.append(_Child(loop, pid_name, args, aux, changed, front))
+            if self.slurm is not None:
+                args += ["--launcher", self.launcher]
+                args = ["srun", "--overlap", "-N", "1", "-n", "1", "-w", group[0].name, "--cpu-bind=none",
+                        "--mem-per-cpu=0", "-J", pid_name, "-u", *args]
+            children.append(_Child(loop, pid_name, args, aux, changed, front, lifeline=self.slurm is None))
         _log.info("started %d partition managers of up to %d nodes", len(children), size)
         return children
 
