@@ -816,6 +816,10 @@ class Front:
             return
         state = JobState(ev.state)
         data = ev.data or {}
+        if state is JobState.QUEUED:  # still waiting, with a reason (e.g. the allocation's time)
+            if data.get("message"):
+                job.add_message(str(data["message"]))
+            return
         if state is JobState.EXECUTING:
             self.task_counts[rec.state] -= 1
             self.task_counts[JobState.EXECUTING] += 1

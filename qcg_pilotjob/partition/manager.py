@@ -49,11 +49,12 @@ class PartitionManager:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, pool: ResourcePool, send: Send, *,
                  executor_options: Dict[str, object], partition_id: str = "partition-0",
-                 dry_run: bool = False, launcher: str = "local") -> None:
+                 dry_run: bool = False, launcher: str = "local", deadline: Optional[float] = None) -> None:
         self.loop = loop
         self.id = partition_id
         self.pool = pool
         self.scheduler = Scheduler(pool)
+        self.scheduler.deadline = deadline
         self.send = send
         self.executor: LocalExecutor
         if dry_run:
@@ -81,7 +82,9 @@ class PartitionManager:
             if not kept:
                 raise ResourceError(f"no node agent came up (nodes: {', '.join(missing)})")
             self.pool = ResourcePool(kept)
+            deadline = self.scheduler.deadline
             self.scheduler = Scheduler(self.pool)
+            self.scheduler.deadline = deadline
         self.executor.on_node_lost = self._node_lost
         return missing
 
@@ -145,6 +148,9 @@ class PartitionManager:
             return
         again = False
         result = self.scheduler.schedule()
+        for spec, reason in result.time_blocked:
+            _log.warning("job %s held back: %s", spec.name, reason)
+            self._event(spec.name, None, JobState.QUEUED, {"message": reason})
         for failed in result.failed:
             for it in failed.iterations:
                 self._event(failed.spec.name, it, JobState.FAILED, {"message": failed.message})
@@ -210,8 +216,11 @@ class PartitionManager:
             return
         self._stopping = True
         for name in list(self.specs):
+            spec = self.specs[name]
+            message = (self.scheduler.time_reason(spec) if self.scheduler.is_time_blocked(name)
+                       else "the service finished before the task started")
             for it in self.scheduler.cancel(name, None):
-                self._event(name, it, JobState.CANCELED, {"message": "the service finished before the task started"})
+                self._event(name, it, JobState.CANCELED, {"message": message})
         self.executor.stop_all(STOP_SHUTDOWN)
         await self.executor.wait_idle()
         self.executor.close()

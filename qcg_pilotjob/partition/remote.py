@@ -42,7 +42,8 @@ _log = logging.getLogger(__name__)
 class RemotePartition:
     def __init__(self, partition_id: str, parent: str, pool: ResourcePool, *,
                  executor_options: Dict[str, Any], lifeline_fd: Optional[int] = None,
-                 register_timeout: float = 60.0, dry_run: bool = False, launcher: str = "local") -> None:
+                 register_timeout: float = 60.0, dry_run: bool = False, launcher: str = "local",
+                 deadline: Optional[float] = None) -> None:
         self.id = partition_id
         self.parent = parent
         self.pool = pool
@@ -51,6 +52,7 @@ class RemotePartition:
         self.register_timeout = register_timeout
         self.dry_run = dry_run
         self.launcher = launcher
+        self.deadline = deadline
         self._outbox: List[Message] = []
         self._flush_pending = False
         self._stopped = asyncio.Event()
@@ -83,7 +85,8 @@ class RemotePartition:
         self.sock = connect_partition(async_context(), self.parent,
                                       f"{self.id}:{socket.gethostname()}:{os.getpid()}")
         manager = PartitionManager(loop, self.pool, self._send, executor_options=self.executor_options,
-                                   partition_id=self.id, dry_run=self.dry_run, launcher=self.launcher)
+                                   partition_id=self.id, dry_run=self.dry_run, launcher=self.launcher,
+                                   deadline=self.deadline)
         try:
             missing = await manager.prepare()  # node agents (Slurm), before telling the governor our nodes
         except ResourceError as exc:

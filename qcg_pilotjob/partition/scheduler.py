@@ -18,6 +18,7 @@ the queue is. Entries whose minimum exceeds the free cores are skipped at O(1) c
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Deque, Dict, Iterable, List, Optional, Set, Tuple
@@ -128,6 +129,7 @@ class _Entry:
     ranges: Deque[Tuple[int, int]]          # pending iterations [start, stop); (-1, 0) = no iteration
     cancelled: Set[int] = field(default_factory=set)
     fixed: Optional[Requirement] = None     # the requirement when it does not vary per iteration
+    time_blocked: bool = False              # its wall time does not fit before the allocation ends
 
     def peek(self) -> Optional[int]:
         while self.ranges:
@@ -172,6 +174,8 @@ class Failed:
 class ScheduleResult:
     started: List[Started] = field(default_factory=list)
     failed: List[Failed] = field(default_factory=list)
+    #: jobs newly held back because their wall time would outlast the allocation, with why
+    time_blocked: List[Tuple[TaskSpec, str]] = field(default_factory=list)
 
 
 class Scheduler:
@@ -185,6 +189,8 @@ class Scheduler:
         self._seq = 0
         self._failed: List[Failed] = []
         self.queued_tasks = 0
+        #: when the allocation ends (epoch seconds); None: no limit known
+        self.deadline: Optional[float] = None
 
     def __len__(self) -> int:
         return self.queued_tasks
@@ -230,18 +236,35 @@ class Scheduler:
             return self.pool.allocate_cores(req.cores_min or 1, req.cores_max)
         return self.pool.allocate_nodes(req.nodes_min, req.nodes_max, req.cores_min, req.cores_max, req.gpus)
 
-    def schedule(self) -> ScheduleResult:
-        """Start what fits now, in queue order."""
+    def time_reason(self, spec: TaskSpec) -> str:
+        wt = spec.desc.resources.wt or 0.0
+        end = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.deadline or 0.0))
+        return f"not started: its wall time of {wt:g}s would outlast the allocation (ends {end})"
+
+    def schedule(self, now: Optional[float] = None) -> ScheduleResult:
+        """Start what fits now, in queue order. With a ``deadline`` (the allocation's end),
+        a task whose wall time would outlast it stays queued."""
         result = ScheduleResult(failed=self._failed)
         self._failed = []
         pool = self.pool
         done: List[_Entry] = []
+        deadline = self.deadline
+        if deadline is not None and now is None:
+            now = time.time()
         for entry in self._queue.values():
             if pool.free_cores == 0:
                 break
             fixed = entry.fixed
             if fixed is not None and fixed.least_cores > pool.free_cores:
                 continue
+            if deadline is not None:
+                wt = entry.spec.desc.resources.wt
+                assert now is not None
+                if wt is not None and now + wt > deadline:
+                    if not entry.time_blocked:
+                        entry.time_blocked = True
+                        result.time_blocked.append((entry.spec, self.time_reason(entry.spec)))
+                    continue
             while True:
                 it = entry.peek()
                 if it is None:
@@ -282,6 +305,9 @@ class Scheduler:
 
     def release(self, alloc: Allocation) -> None:
         self.pool.release(alloc)
+
+    def is_time_blocked(self, name: str) -> bool:
+        return any(self._queue[seq].time_blocked for seq in self._by_job.get(name, ()))
 
     def cancel(self, name: str, iterations: Optional[Iterable[Optional[int]]]) -> List[Optional[int]]:
         """Remove queued tasks of job ``name`` (all, or the given iterations); returns the

@@ -109,6 +109,8 @@ def run_partition(cfg: ServiceConfig) -> int:
     remote = RemotePartition(
         pid_name, cfg.parent, pool, lifeline_fd=cfg.lifeline_fd, dry_run=cfg.dry_run,
         launcher=cfg.launcher or "local",
+        deadline=job_end_time(os.environ["SLURM_JOB_ID"]) if cfg.launcher in ("agents", "srun")
+        and os.environ.get("SLURM_JOB_ID") else None,
         executor_options={"root_wd": wd, "aux_dir": aux,
                           "env_schema": "slurm" if cfg.envschema == "slurm" or (
                               cfg.envschema == "auto" and cfg.launcher in ("agents", "srun")) else "none",
@@ -353,7 +355,7 @@ class Service:
                 loop, self.pool, to_front,
                 executor_options={"root_wd": self.wd, "aux_dir": self.aux_dir, "env_schema": self.env_schema,
                                   "zmq_address": front.zmq_address, "kill_grace": cfg.kill_grace},
-                dry_run=cfg.dry_run, launcher=self.launcher,
+                dry_run=cfg.dry_run, launcher=self.launcher, deadline=self.end_time,
             )
             try:
                 missing = await partition.prepare()

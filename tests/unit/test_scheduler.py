@@ -392,3 +392,24 @@ def test_feasibility() -> None:
     assert "leave nothing" in (feasibility(
         pool, desc("s", {"numCores": {"scheduler": {"name": "split-into", "params": {"parts": 8}}}},
                    iterations=2), 2) or "")
+
+
+# ---- walltime awareness ---------------------------------------------------------------------------
+
+def test_task_whose_walltime_outlasts_the_allocation_stays_queued() -> None:
+    from qcg_pilotjob.jobdesc import JobDescription as JD
+
+    s = Scheduler(ResourcePool(parse_nodes_spec("2")))
+    s.deadline = 1000.0
+    long_job = JD.from_dict({"name": "long", "execution": {"exec": "x"}, "resources": {"wt": "10m"}})
+    short_job = JD.from_dict({"name": "short", "execution": {"exec": "x"}, "resources": {"wt": "1m"}})
+    free_job = JD.from_dict({"name": "nowt", "execution": {"exec": "x"}})
+    for d in (long_job, short_job, free_job):
+        s.add(TaskSpec(d, 1), None)
+    res = s.schedule(now=900.0)  # 100 s left: 10 min does not fit, 1 min does, no wt: runs
+    assert sorted(st.spec.name for st in res.started) == ["nowt", "short"]
+    assert [(spec.name, "outlast the allocation" in why) for spec, why in res.time_blocked] == [("long", True)]
+    assert s.is_time_blocked("long") and len(s) == 1
+    # reported once, not on every pass
+    assert s.schedule(now=901.0).time_blocked == []
+    assert s.cancel("long", None) == [None]
