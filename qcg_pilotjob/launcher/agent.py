@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import zmq
 
-from ..protocol.codec import DecodeError, decode_batch, encode_batch
+from ..protocol.codec import encode_batch, receive_batches
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     AgentHelloMsg,
@@ -91,7 +91,14 @@ class Agent:
             _log.warning("node %s: tasks use core positions up to %d but this agent may use only %d CPUs %s; "
                          "positions wrap around", self.node, max(cores), len(self.cpus), self.cpus)
             self._warned_wrap = True
-        return sorted({self.cpus[c % len(self.cpus)] for c in cores})
+        # a wrapped position whose CPU is taken moves on to the next free one: k cores get min(k, n) CPUs
+        n = len(self.cpus)
+        chosen: List[int] = []
+        for c in cores:
+            cpu = next((self.cpus[(c + k) % n] for k in range(n) if self.cpus[(c + k) % n] not in chosen), None)
+            if cpu is not None:
+                chosen.append(cpu)
+        return sorted(chosen)
 
     def _run(self, msg: RunMsg) -> None:
         key = tuple(msg.key)
@@ -199,18 +206,8 @@ class Agent:
         return 0
 
     async def _receive(self) -> None:
-        while True:
-            try:
-                frame = await self.sock.recv()
-            except zmq.ZMQError as exc:
-                _log.warning("receive failed: %s", exc)
-                continue
+        async for msgs in receive_batches(self.sock, "the partition manager", _log):
             self._last_seen = time.monotonic()
-            try:
-                msgs = decode_batch(frame)
-            except DecodeError as exc:
-                _log.warning("dropped a bad frame: %s", exc)
-                continue
             for msg in msgs:
                 if isinstance(msg, RunMsg):
                     if not self._stopping:

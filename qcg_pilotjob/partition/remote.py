@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 import zmq
 
 from ..errors import ResourceError
-from ..protocol.codec import DecodeError, decode_batch, encode_batch
+from ..protocol.codec import DecodeError, decode_batch, encode_batch, receive_batches
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     HeartbeatMsg,
@@ -166,18 +166,8 @@ class RemotePartition:
         return 0
 
     async def _receive(self, manager: PartitionManager, stop: Any) -> None:
-        while True:
-            try:
-                frame = await self.sock.recv()
-            except zmq.ZMQError as exc:
-                _log.warning("receive from the governor failed: %s", exc)
-                continue
+        async for msgs in receive_batches(self.sock, "the governor", _log):
             self._last_seen = time.monotonic()
-            try:
-                msgs = decode_batch(frame)
-            except DecodeError as exc:
-                _log.warning("dropped a bad frame from the governor: %s", exc)
-                continue
             for msg in msgs:
                 if isinstance(msg, HeartbeatMsg):
                     continue

@@ -12,9 +12,10 @@ CancelMsg(job='a', iterations=[1, None])
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, List, Sequence, Type
+from typing import Any, AsyncIterator, Dict, List, Sequence, Type
 
 import msgpack
+import zmq
 
 from ..errors import JobDescriptionError
 from ..jobdesc import JobDescription
@@ -39,7 +40,7 @@ from .messages import (
     TaskEventsMsg,
 )
 
-__all__ = ["DecodeError", "decode", "decode_batch", "encode", "encode_batch"]
+__all__ = ["DecodeError", "decode", "decode_batch", "encode", "encode_batch", "receive_batches"]
 
 _TYPES: Dict[int, Type[Message]] = {
     cls.TYPE: cls
@@ -117,3 +118,18 @@ def decode_batch(data: bytes) -> List[Message]:
             raise DecodeError("a batched message is a list [type, ...]")
         out.append(_build(item[0], item[1:]))
     return out
+
+
+async def receive_batches(sock: Any, peer: str, log: Any) -> AsyncIterator[List[Message]]:
+    """Batches arriving on a DEALER socket, forever; receive errors and undecodable frames
+    from ``peer`` are logged and skipped."""
+    while True:
+        try:
+            frame = await sock.recv()
+        except zmq.ZMQError as exc:
+            log.warning("receive from %s failed: %s", peer, exc)
+            continue
+        try:
+            yield decode_batch(frame)
+        except DecodeError as exc:
+            log.warning("dropped a bad frame from %s: %s", peer, exc)

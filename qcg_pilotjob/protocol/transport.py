@@ -83,10 +83,9 @@ def _bind(sock: zmq.Socket, host: str, port: Optional[int], port_min: int,
     return int(sock.bind_to_random_port(f"tcp://{host}", min_port=port_min, max_port=port_max + 1, max_tries=200))
 
 
-def bind_request_server(ctx: zmq.asyncio.Context, host: str = "*", port: Optional[int] = None,
-                        port_min: int = 2222, port_max: int = 9999) -> Tuple[zmq.asyncio.Socket, str]:
-    """A ROUTER socket that answers REQ clients; returns it and its external address."""
-    sock = ctx.socket(zmq.ROUTER)
+def _bound(ctx: zmq.asyncio.Context, kind: int, host: str, port: Optional[int], port_min: int,
+           port_max: int) -> Tuple[zmq.asyncio.Socket, str]:
+    sock = ctx.socket(kind)
     _server_options(sock)
     try:
         bound = _bind(sock, host, port, port_min, port_max)
@@ -94,19 +93,19 @@ def bind_request_server(ctx: zmq.asyncio.Context, host: str = "*", port: Optiona
         sock.close()
         raise
     return sock, external_address(f"tcp://{host}:{bound}")
+
+
+def bind_request_server(ctx: zmq.asyncio.Context, host: str = "*", port: Optional[int] = None,
+                        port_min: int = 2222, port_max: int = 9999) -> Tuple[zmq.asyncio.Socket, str]:
+    """A ROUTER socket that answers REQ clients (and partitions' or agents' DEALERs);
+    returns it and its external address."""
+    return _bound(ctx, zmq.ROUTER, host, port, port_min, port_max)
 
 
 def bind_publisher(ctx: zmq.asyncio.Context, host: str = "*", port: Optional[int] = None,
                    port_min: int = 2222, port_max: int = 9999) -> Tuple[zmq.asyncio.Socket, str]:
     """A PUB socket for status events; returns it and its external address."""
-    sock = ctx.socket(zmq.PUB)
-    _server_options(sock)
-    try:
-        bound = _bind(sock, host, port, port_min, port_max)
-    except zmq.ZMQError:
-        sock.close()
-        raise
-    return sock, external_address(f"tcp://{host}:{bound}")
+    return _bound(ctx, zmq.PUB, host, port, port_min, port_max)
 
 
 def connect_requester(ctx: zmq.Context, address: str, timeout_ms: Optional[int] = None

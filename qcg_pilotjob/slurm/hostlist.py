@@ -124,7 +124,10 @@ def compress_hostlist(names: Sequence[str]) -> str:
         else:
             ranges: List[List[str]] = []
             for n in nums:
-                if ranges and int(n) == int(ranges[-1][-1]) + 1 and len(n) == len(ranges[-1][-1]):
+                # joined only if expanding the range gives n back: 9,10 -> 9-10, 09,10 -> 09-10, 1,02 -> 1,02
+                start = ranges[-1][0] if ranges else ""
+                width = len(start) if len(start) > 1 and start.startswith("0") else 0
+                if ranges and int(n) == int(ranges[-1][-1]) + 1 and n == str(int(n)).zfill(width):
                     ranges[-1].append(n)
                 else:
                     ranges.append([n])
