@@ -46,13 +46,14 @@ _log = logging.getLogger(__name__)
 
 
 class _AgentConn:
-    __slots__ = ("cpus", "identity", "last_seen", "lost", "node", "outbox", "pid", "proc")
+    __slots__ = ("cpus", "gpus", "identity", "last_seen", "lost", "node", "outbox", "pid", "proc")
 
     def __init__(self, node: str, proc: Optional[subprocess.Popen]) -> None:
         self.node = node
         self.proc = proc
         self.identity: Optional[bytes] = None
         self.cpus: List[int] = []
+        self.gpus: List[str] = []
         self.pid = 0
         self.outbox: List[Message] = []
         self.last_seen = time.monotonic()
@@ -126,6 +127,10 @@ class AgentExecutor(LocalExecutor):
         agent = self.agents.get(node)
         return agent.cpus if agent is not None else []
 
+    def agent_gpus(self, node: str) -> List[str]:
+        agent = self.agents.get(node)
+        return agent.gpus if agent is not None else []
+
     # --- sending -----------------------------------------------------------------------
     def _queue(self, agent: _AgentConn, msg: Message) -> None:
         if agent.lost or agent.identity is None:
@@ -185,6 +190,7 @@ class AgentExecutor(LocalExecutor):
             return None
         agent.identity = identity
         agent.cpus = list(msg.cpus)
+        agent.gpus = [str(g) for g in msg.gpus]
         agent.pid = msg.pid
         self.by_identity[identity] = agent
         self._hello.set()

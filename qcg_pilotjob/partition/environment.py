@@ -120,6 +120,9 @@ def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation
             env["SLURM_HOSTFILE"] = hostfile
     if ex.model == "threads":
         env["OMP_NUM_THREADS"] = ncores
+        if launch == "agents":  # the agent binds the task to its cores: keep threads on them
+            env.setdefault("OMP_PROC_BIND", "true")
+            env.setdefault("OMP_PLACES", "cores")
     # command line
     if ex.script is not None:
         body = substitute(ex.script, values)

@@ -77,14 +77,20 @@ class PartitionManager:
         if not isinstance(self.executor, AgentExecutor):
             return []
         missing = await self.executor.start_agents(agent_timeout)
-        if missing:
-            kept = [n for n in self.pool.nodes if n.name not in missing]
-            if not kept:
-                raise ResourceError(f"no node agent came up (nodes: {', '.join(missing)})")
-            self.pool = ResourcePool(kept)
-            deadline = self.scheduler.deadline
-            self.scheduler = Scheduler(self.pool)
-            self.scheduler.deadline = deadline
+        kept = [n for n in self.pool.nodes if n.name not in missing]
+        if not kept:
+            raise ResourceError(f"no node agent came up (nodes: {', '.join(missing)})")
+        for node in kept:
+            # GPUs as each node's agent sees them (CUDA_VISIBLE_DEVICES of its step), when
+            # the allocation's environment did not say: nodes need not be alike
+            gpus = self.executor.agent_gpus(node.name)
+            if gpus and not node.gpu_ids:
+                node.gpu_ids = list(gpus)
+                node.free_gpus = list(range(len(gpus)))
+        self.pool = ResourcePool(kept)
+        deadline = self.scheduler.deadline
+        self.scheduler = Scheduler(self.pool)
+        self.scheduler.deadline = deadline
         self.executor.on_node_lost = self._node_lost
         return missing
 
