@@ -278,8 +278,19 @@ class SrunExecutor(LocalExecutor):
 
     launch = "srun"
 
+    #: the task's variables of ``--envschema slurm``: srun replaces most by the step's own
+    #: (SLURM_NTASKS_PER_NODE is also an srun option: a per-node list such as ``2,1`` fails it)
+    _TASK_VARS = ("SLURM_NNODES", "SLURM_NODELIST", "SLURM_NPROCS", "SLURM_NTASKS", "SLURM_JOB_NODELIST",
+                  "SLURM_JOB_NUM_NODES", "SLURM_STEP_NODELIST", "SLURM_STEP_NUM_NODES", "SLURM_STEP_NUM_TASKS",
+                  "SLURM_NTASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE", "SLURM_TASKS_PER_NODE")
+
     def _command(self, plan: LaunchPlan, alloc: Allocation) -> List[str]:
         if plan.argv and plan.argv[0] == "srun":
             return plan.argv
+        own: List[str] = []
+        if self.env_schema == "slurm":  # set again inside the step, after srun set its own
+            own = [f"{k}={plan.env[k]}" for k in self._TASK_VARS if k in plan.env]
+            plan.env.pop("SLURM_NTASKS_PER_NODE", None)
         return ["srun", "--overlap", "-N", "1", "-n", "1", "-w", alloc.parts[0].name, "--cpu-bind=none",
-                "--mem-per-cpu=0", "--kill-on-bad-exit=1", "-D", plan.wd, *plan.argv]
+                "--mem-per-cpu=0", "--kill-on-bad-exit=1", "-D", plan.wd, *(["env", *own] if own else []),
+                *plan.argv]

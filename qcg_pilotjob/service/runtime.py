@@ -331,8 +331,8 @@ class Service:
             front.publisher_address = publisher.address
             front.publish = publisher.publish
             front.interfaces.append("zmq")
-            with open(os.path.join(self.aux_dir, "address"), "w", encoding="utf-8") as fh:
-                fh.write(net.address + "\n")
+            if governor and not cfg.slurm_partition_nodes:  # partitions started by hand register through it
+                self._write_address(net.address)
             if governor:
                 hub = PartitionHub(front, net.sock, heartbeat=cfg.heartbeat, lost_after=5 * cfg.heartbeat,
                                    on_change=changed.set)
@@ -443,6 +443,9 @@ class Service:
                     for child in spawned:
                         await child.wait_exit(10.0)
                     return 1
+            if net is not None and not (governor and not cfg.slurm_partition_nodes):
+                # clients find the address once a submit can be served (agents up, partitions registered)
+                self._write_address(net.address)
             report_ready()
             file_done = await self._process_file(front, journal, stop_signal)
             if file_done and not front.finish_after_all and not front.finish_requested and not cfg.net:
@@ -495,6 +498,10 @@ class Service:
         if stop_signal:
             return 128 + stop_signal[0]
         return 0
+
+    def _write_address(self, address: str) -> None:
+        with open(os.path.join(self.aux_dir, "address"), "w", encoding="utf-8") as fh:
+            fh.write(address + "\n")
 
     def _spawn_partitions(self, loop: asyncio.AbstractEventLoop, address: str,
                           changed: asyncio.Event, front: Front) -> List[_Child]:
