@@ -170,7 +170,7 @@ class ResourcePool:
     # --- bookkeeping -------------------------------------------------------------------
     @property
     def total_nodes(self) -> int:
-        return len(self.nodes)
+        return sum(1 for n in self.nodes if not n.offline)
 
     @property
     def used_cores(self) -> int:

@@ -27,6 +27,7 @@ from ..protocol.messages import (
     DispatchMsg,
     ForgetMsg,
     Message,
+    NodeLostMsg,
     StoppedMsg,
     TaskEvent,
     TaskEventsMsg,
@@ -803,6 +804,11 @@ class Front:
         elif isinstance(msg, StoppedMsg):
             link.stopped = True
             self.on_change()
+        elif isinstance(msg, NodeLostMsg):
+            link.pool.disable_node(msg.node)
+            link.window = max(4 * link.pool.total_cores, 64)
+            self._fits.clear()
+            self.on_change()
 
     def _apply(self, ev: TaskEvent) -> None:
         job = self.jobs.get(ev.job)
@@ -819,6 +825,12 @@ class Front:
         if state is JobState.QUEUED:  # still waiting, with a reason (e.g. the allocation's time)
             if data.get("message"):
                 job.add_message(str(data["message"]))
+            return
+        if state is JobState.EXECUTING and rec.state is JobState.EXECUTING:
+            # a later word on a running task: its pid, known once a node agent started it
+            if rec.runtime is not None and "pid" in data:
+                rec.runtime["pid"] = data["pid"]
+                self.journal.record("run", j=job.name, i=ev.iteration, p=data["pid"], w=ev.time)
             return
         if state is JobState.EXECUTING:
             self.task_counts[rec.state] -= 1

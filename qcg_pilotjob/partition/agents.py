@@ -76,6 +76,7 @@ class AgentExecutor(LocalExecutor):
         self.agents: Dict[str, _AgentConn] = {}
         self.by_identity: Dict[bytes, _AgentConn] = {}
         self.on_node_lost: Optional[Any] = None
+        self.on_pid: Optional[Any] = None
         self._dirty: List[_AgentConn] = []
         self._flush_pending = False
         self._hello = asyncio.Event()
@@ -208,6 +209,8 @@ class AgentExecutor(LocalExecutor):
             self._exited(task.key, -1, time.time())
             return
         task.pid = msg.pid
+        if self.on_pid is not None:
+            self.on_pid(task)
 
     def _exited(self, key: Any, code: int, when: float) -> None:
         task = self.running.pop(self._key(key), None)

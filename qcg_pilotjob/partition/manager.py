@@ -18,6 +18,7 @@ from ..protocol.messages import (
     DispatchMsg,
     ForgetMsg,
     Message,
+    NodeLostMsg,
     ShutdownMsg,
     StoppedMsg,
     TaskEvent,
@@ -92,11 +93,20 @@ class PartitionManager:
         self.scheduler = Scheduler(self.pool)
         self.scheduler.deadline = deadline
         self.executor.on_node_lost = self._node_lost
+        self.executor.on_pid = self._pid_known
         return missing
 
     def _node_lost(self, node: str) -> None:
-        """A node's agent is gone: nothing more is scheduled there."""
+        """A node's agent is gone: nothing more is scheduled there, and the front's totals
+        shrink."""
         self.pool.disable_node(node)
+        self._flush()
+        self.send(NodeLostMsg(node))
+
+    def _pid_known(self, task: RunningTask) -> None:
+        """A remote start reported its pid: the front's runtime information gets it."""
+        self._event(task.spec.name, task.iteration, JobState.EXECUTING,
+                    {"allocation": str(task.allocation), "wd": task.plan.wd, "pid": task.pid})
 
     async def finish(self) -> None:
         """After the stop: end the node agents' srun steps."""

@@ -29,6 +29,7 @@ from .messages import (
     ForgetMsg,
     HeartbeatMsg,
     Message,
+    NodeLostMsg,
     RegisteredMsg,
     RegisterMsg,
     RunMsg,
@@ -45,7 +46,8 @@ __all__ = ["DecodeError", "decode", "decode_batch", "encode", "encode_batch", "r
 _TYPES: Dict[int, Type[Message]] = {
     cls.TYPE: cls
     for cls in (DispatchMsg, TaskEventsMsg, CancelMsg, ForgetMsg, ShutdownMsg, StoppedMsg, RegisterMsg,
-                RegisteredMsg, HeartbeatMsg, AgentHelloMsg, RunMsg, StartedMsg, ExitMsg, SignalMsg, AgentStopMsg)
+                RegisteredMsg, HeartbeatMsg, NodeLostMsg, AgentHelloMsg, RunMsg, StartedMsg, ExitMsg, SignalMsg,
+                AgentStopMsg)
 }
 
 

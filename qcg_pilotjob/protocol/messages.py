@@ -25,6 +25,7 @@ __all__ = [
     "ForgetMsg",
     "HeartbeatMsg",
     "Message",
+    "NodeLostMsg",
     "RegisterMsg",
     "RegisteredMsg",
     "RunMsg",
@@ -141,6 +142,14 @@ class HeartbeatMsg(Message):
 
     TYPE: ClassVar[int] = 9
     used_cores: int = 0
+
+
+@dataclass(frozen=True)
+class NodeLostMsg(Message):
+    """Partition -> front: a node went out of use (its agent is gone)."""
+
+    TYPE: ClassVar[int] = 10
+    node: str
 
 
 # --- partition <-> node agent ------------------------------------------------------------------

@@ -485,6 +485,8 @@ def main():
         return data if all(pred(c) for c in data) else None
     longs = until(lambda: childs("long", lambda c: c["state"] == "EXECUTING"), 60, "8 long tasks executing")
     summary["long_allocations"] = {c["iteration"]: c["runtime"]["allocation"] for c in longs}
+    summary["long_pids"] = until(lambda: all(c["runtime"].get("pid") for c in childs("long", lambda c: True))
+                                 or None, 30, "pids of the long tasks")
     on_n2 = [c["iteration"] for c in longs if c["runtime"]["allocation"].startswith("n2[")]
     summary["on_n2"] = on_n2
     # the agent of n2 of this run (its log is in this run's aux dir)
@@ -524,12 +526,16 @@ def test_lost_agent_node_left_out(cluster: None, tmp_path: Path) -> None:
     b = run_batch(tmp_path, write_driver(tmp_path, LOST_AGENT_DRIVER) + "\n", "-N", "2", "--ntasks-per-node", "4")
     s = b.summary()
     assert s["agents_found"] == 1
+    assert s["long_pids"] is True  # agents report their tasks' pids to the front
     assert sorted(nodes_of(a)[0] for a in s["long_allocations"].values()) == ["n1"] * 4 + ["n2"] * 4
     assert len(s["on_n2"]) == 4
     assert s["lost_seconds"] < 10, s["lost_seconds"]
     for it, msg in s["n2_messages"].items():
         assert msg and "node agent on n2 lost" in msg, (it, msg)
     assert s["resources_after_loss"]["used_cores"] == 4
+    # the lost node leaves the totals (regression: they kept its cores)
+    assert s["resources_after_loss"]["total_cores"] == 4 and s["resources_after_loss"]["free_cores"] == 0
+    assert s["resources_after_loss"]["total_nodes"] == 1
     assert s["short_before_release"] == ["QUEUED"]
     assert s["states"] == {"long": "FAILED", "short": "SUCCEED"}
     long_states = {c["iteration"]: c["state"] for c in s["long"]}
