@@ -153,6 +153,9 @@ class Front:
         self._ready: Deque[List[Any]] = deque()
         self._weights: Dict[str, int] = {}
         self._fits: Dict[str, Set[int]] = {}
+        #: no partition will register any more (a governor that started its own): when the
+        #: last one is lost, work that waits for one fails instead of waiting forever
+        self.partitions_final = False
         self.zmq_address: Optional[str] = None
         self.publisher_address: Optional[str] = None
         #: status events for clients: publish(topic, data) with IFI/JFI/NOJ topics
@@ -669,6 +672,17 @@ class Front:
         scheduler goes to one partition as a whole (the scheduler divides that partition).
         """
         live = [link for link in self.links if link.live]
+        if not live and self.partitions_final and self._ready:
+            # every partition is gone and no other will come: what waits cannot run
+            now = time.time()
+            ready, self._ready = self._ready, deque()
+            for entry in ready:
+                stuck: JobRecord = entry[0]
+                for idx in entry[1]:
+                    if self.jobs.get(stuck.name) is stuck and not stuck.tasks[idx].state.is_final:
+                        self._task_final(stuck, idx, JobState.FAILED, now, None,
+                                         "no live partition is left to run it")
+            return
         if not live or not self._ready:
             return
         single = len(live) == 1

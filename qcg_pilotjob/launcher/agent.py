@@ -54,7 +54,7 @@ class Agent:
         self.address = address
         self.node = node
         self.heartbeat = heartbeat
-        self.lost_after = max(5.0, 5 * heartbeat)
+        self.lost_after = 30 * heartbeat
         try:
             self.cpus = sorted(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - not Linux

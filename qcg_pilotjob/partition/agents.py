@@ -72,7 +72,7 @@ class AgentExecutor(LocalExecutor):
         self.node_names = list(nodes)
         self.srun_extra = list(srun_extra or [])
         self.heartbeat = heartbeat
-        self.lost_after = max(5.0, 5 * heartbeat)
+        self.lost_after = 30 * heartbeat  # a dead agent's srun step ends at once
         self.agents: Dict[str, _AgentConn] = {}
         self.by_identity: Dict[bytes, _AgentConn] = {}
         self.on_node_lost: Optional[Any] = None

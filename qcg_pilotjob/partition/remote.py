@@ -119,7 +119,7 @@ class RemotePartition:
             await manager.finish()
             return 2
         self.heartbeat = answer.heartbeat
-        self.lost_after = max(5.0, 5 * answer.heartbeat)
+        self.lost_after = 30 * answer.heartbeat  # a dead governor's lifeline or step ends sooner
         _log.info("registered with the governor at %s", self.parent)
         stop_reason: List[str] = []
 

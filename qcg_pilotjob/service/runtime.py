@@ -41,6 +41,10 @@ __all__ = ["AUX_PREFIX", "Service", "load_requests"]
 _log = logging.getLogger("qcg_pilotjob.service")
 
 AUX_PREFIX = ".qcgpjm-service-"
+#: heartbeats a peer may miss before it is lost: a dead process is noticed at once (its pid
+#: or srun step ends); this margin is for a hung one, and must outlast a busy moment such as
+#: registering a 100,000-job submit
+LOST_AFTER_BEATS = 30
 
 
 def load_requests(path: str) -> List[Any]:
@@ -334,8 +338,8 @@ class Service:
             if governor and not cfg.slurm_partition_nodes:  # partitions started by hand register through it
                 self._write_address(net.address)
             if governor:
-                hub = PartitionHub(front, net.sock, heartbeat=cfg.heartbeat, lost_after=5 * cfg.heartbeat,
-                                   on_change=changed.set)
+                hub = PartitionHub(front, net.sock, heartbeat=cfg.heartbeat,
+                                   lost_after=LOST_AFTER_BEATS * cfg.heartbeat, on_change=changed.set)
                 net.partition_handler = hub.on_frame
                 hub.start()
             net.start()
@@ -443,6 +447,9 @@ class Service:
                     for child in spawned:
                         await child.wait_exit(10.0)
                     return 1
+            if spawned:
+                front.partitions_final = True
+                front.flush_dispatch()  # fails what waits, if every partition is already gone
             if net is not None and not (governor and not cfg.slurm_partition_nodes):
                 # clients find the address once a submit can be served (agents up, partitions registered)
                 self._write_address(net.address)

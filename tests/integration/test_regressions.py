@@ -116,3 +116,31 @@ def test_regression_resume_with_a_new_file_runs_all_its_requests(tmp_path):
                          capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "b.done").exists()
+
+
+def test_regression_last_partition_lost_fails_waiting_work(tmp_path):
+    """When the only partition dies, work waiting for one fails and the run ends (it hung)."""
+    reqs = [submit({"name": "w", "iteration": {"stop": 12}, "execution": {"script": "echo x > started.$it; sleep 30"}}),
+            FINISH]
+    (tmp_path / "reqs.json").write_text(json.dumps(reqs))
+    gov = subprocess.Popen(service_cmd("--wd", str(tmp_path), "--file-path", str(tmp_path / "reqs.json"),
+                                       "--nodes", "2,2", "--slurm-partition-nodes", "2", "--id", "g",
+                                       "--report-format", "json", "--kill-grace", "1"))
+    try:
+        wait_for(lambda: len(list(tmp_path.glob("started.*"))) >= 4, what="4 tasks running")
+        parts = [p for p in psutil.Process(gov.pid).children()
+                 if "partition-0" in " ".join(p.cmdline())]
+        assert len(parts) == 1
+        parts[0].kill()
+        assert gov.wait(timeout=60) == 0
+    finally:
+        if gov.poll() is None:
+            gov.kill()
+    final = json.loads((tmp_path / ".qcgpjm-service-g" / "final_status").read_text())
+    assert final["IterationStats"]["InScheduleIterations"] == 0
+    assert final["IterationStats"]["ExecutingIterations"] == 0
+    assert final["IterationStats"]["FailedIterations"] == 12
+    report = [json.loads(line) for line in (tmp_path / ".qcgpjm-service-g" / "jobs.report").read_text().splitlines()]
+    messages = {e["name"]: e.get("messages", "") for e in report}
+    assert sum("partition partition-0 lost" in m for m in messages.values()) == 4
+    assert sum("no live partition is left" in m for m in messages.values()) == 8
