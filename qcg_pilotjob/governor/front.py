@@ -722,6 +722,12 @@ class Front:
                     # job after this chunk goes to the next one (share alike, or level off)
                     share = max(-(-len(idxs) // (len(others) + 1)), (link.credit - max(others)) // weight)
                     take = min(take, share)
+                batch = max(1, link.window // (4 * weight))
+                if 0 < take < batch and take < len(idxs) and link.outstanding >= batch * weight:
+                    # top a busy partition up by a batch at a time, not by one task per event:
+                    # a message per task would cost more than the task (it still has work queued)
+                    self._ready[entry_pos][1] = idxs
+                    break
                 if take <= 0:
                     if link.outstanding == 0:
                         take = 1  # a task larger than the window still goes
