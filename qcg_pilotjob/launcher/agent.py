@@ -26,9 +26,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-import zmq
-
-from ..protocol.codec import encode_batch, receive_batches
+from ..protocol.batch import BatchSender
+from ..protocol.codec import receive_batches
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     AgentHelloMsg,
@@ -61,27 +60,16 @@ class Agent:
             self.cpus = list(range(os.cpu_count() or 1))
         self.gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
         self.procs: Dict[Key, Tuple[subprocess.Popen, int]] = {}
-        self._outbox: List[Message] = []
-        self._flush_pending = False
         self._last_seen = time.monotonic()
         self._done = asyncio.Event()
         self._warned_wrap = False
 
     # --- messages ----------------------------------------------------------------------
     def _send(self, msg: Message) -> None:
-        self._outbox.append(msg)
-        if not self._flush_pending:
-            self._flush_pending = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        self.sender.send(msg)
 
     def _flush(self) -> None:
-        self._flush_pending = False
-        if self._outbox:
-            msgs, self._outbox = self._outbox, []
-            try:
-                self.sock.send(encode_batch(msgs), flags=zmq.NOBLOCK)
-            except zmq.ZMQError as exc:
-                _log.warning("cannot send %d message(s): %s", len(msgs), exc)
+        self.sender.flush()
 
     # --- tasks -------------------------------------------------------------------------
     def _bind_cpus(self, cores: Optional[List[int]]) -> Optional[List[int]]:
@@ -183,6 +171,7 @@ class Agent:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.sock = connect_partition(async_context(), self.address, f"agent:{self.node}:{os.getpid()}")
+        self.sender = BatchSender(self.sock, "the partition manager")
         self._send(AgentHelloMsg(self.node, PROTOCOL_VERSION, self.cpus, self.gpus, os.getpid()))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, f"signal {sig}")

@@ -17,9 +17,9 @@ import socket
 import time
 from typing import Any, Dict, List, Optional
 
-import zmq
-
 from ..errors import ResourceError
+from ..lifeline import watch_lifeline
+from ..protocol.batch import BatchSender
 from ..protocol.codec import DecodeError, decode_batch, encode_batch, receive_batches
 from ..protocol.messages import (
     PROTOCOL_VERSION,
@@ -53,30 +53,16 @@ class RemotePartition:
         self.dry_run = dry_run
         self.launcher = launcher
         self.deadline = deadline
-        self._outbox: List[Message] = []
-        self._flush_pending = False
         self._stopped = asyncio.Event()
         self._last_seen = time.monotonic()
         self.heartbeat = 1.0
         self.lost_after = 5.0
 
     def _send(self, msg: Message) -> None:
-        self._outbox.append(msg)
+        self.sender.send(msg)
         if isinstance(msg, StoppedMsg):
-            self._flush()
+            self.sender.flush()
             self._stopped.set()
-        elif not self._flush_pending:
-            self._flush_pending = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_pending = False
-        if self._outbox:
-            msgs, self._outbox = self._outbox, []
-            try:
-                self.sock.send(encode_batch(msgs), flags=zmq.NOBLOCK)
-            except zmq.ZMQError as exc:
-                _log.warning("cannot send %d message(s) to the governor: %s", len(msgs), exc)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -84,6 +70,7 @@ class RemotePartition:
         # duplicate --id would never hear the governor's refusal
         self.sock = connect_partition(async_context(), self.parent,
                                       f"{self.id}:{socket.gethostname()}:{os.getpid()}")
+        self.sender = BatchSender(self.sock, "the governor")
         manager = PartitionManager(loop, self.pool, self._send, executor_options=self.executor_options,
                                    partition_id=self.id, dry_run=self.dry_run, launcher=self.launcher,
                                    deadline=self.deadline)
@@ -132,18 +119,7 @@ class RemotePartition:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop, f"signal {sig}")
         if self.lifeline_fd is not None:
-            fd = self.lifeline_fd
-
-            def on_lifeline() -> None:
-                try:
-                    data = os.read(fd, 4096)
-                except OSError:
-                    data = b""
-                if not data:
-                    loop.remove_reader(fd)
-                    stop("the governor process exited")
-
-            loop.add_reader(fd, on_lifeline)
+            watch_lifeline(loop, self.lifeline_fd, lambda: stop("the governor process exited"))
         timer: List[asyncio.TimerHandle] = []
 
         def beat() -> None:

@@ -28,6 +28,7 @@ from ..governor.front import Front
 from ..governor.hub import PartitionHub
 from ..governor.journal import JOURNAL_NAME, Journal, Replay, find_aux_dir, read_journal
 from ..governor.reports import Flusher, LineWriter
+from ..lifeline import watch_lifeline
 from ..partition.manager import PartitionManager
 from ..protocol.messages import ShutdownMsg
 from ..resources import Node, ResourcePool, local_nodes, parse_nodes_spec
@@ -394,21 +395,14 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
         if cfg.lifeline_fd is not None:
-            lifeline = cfg.lifeline_fd
 
-            def on_lifeline() -> None:
-                try:
-                    data = os.read(lifeline, 4096)
-                except OSError:
-                    data = b""
-                if not data:  # the program that started us is gone: do not outlive it
-                    loop.remove_reader(lifeline)
-                    if not front.finish_requested:
-                        _log.warning("the parent program exited: stopping")
-                    front.finish_requested = True
-                    changed.set()
+            def parent_gone() -> None:  # the program that started us is gone: do not outlive it
+                if not front.finish_requested:
+                    _log.warning("the parent program exited: stopping")
+                front.finish_requested = True
+                changed.set()
 
-            loop.add_reader(lifeline, on_lifeline)
+            watch_lifeline(loop, cfg.lifeline_fd, parent_gone)
 
         def report_ready() -> None:
             # after the partitions this governor started registered: a client's first submit must fit
