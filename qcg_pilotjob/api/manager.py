@@ -181,6 +181,17 @@ class Manager:
                 sock.close(linger=0)
         self._sock = self._sub = None
 
+    def close(self) -> None:
+        """Close the connection (the service goes on); later calls raise ConnectionError."""
+        self._disconnect()
+        self.cleanup()
+
+    def __enter__(self) -> Manager:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
     def cleanup(self) -> None:
         if self._log_handler is not None:
             _log.removeHandler(self._log_handler)
@@ -293,7 +304,11 @@ class Manager:
                     name = ev.get("job")
                     if ev.get("it") is not None:
                         name = f"{name}:{ev['it']}"
-                    return name, ev.get("state")
+                    # confirmed: an event left from a removed job of the same name is skipped
+                    entry = self.status([name]).get("jobs", {}).get(name, {})
+                    state = str((entry.get("data") or {}).get("status"))
+                    if entry.get("status") == 0 and self.is_status_finished(state):
+                        return name, state
 
 
 class LocalManager(Manager):

@@ -306,6 +306,19 @@ def test_wait4_any_job_finish(local):
     assert manager.wait4_any_job_finish(timeout=30) == ("one", "SUCCEED")
 
 
+def test_regression_wait4_any_job_finish_skips_stale_event(local):
+    """An unread finish event of a removed job must not be taken for its successor's."""
+    from qcg.pilotjob.api.job import Jobs
+
+    manager = local()
+    manager.submit(Jobs().add(name="r", exec="/bin/true"))
+    wait_for(lambda: state(manager, "r") == "SUCCEED", what="the first r to finish")
+    manager.remove("r")
+    manager.submit(Jobs().add(name="r", exec="sleep", args="0.5"))
+    assert manager.wait4_any_job_finish(timeout=30) == ("r", "SUCCEED")
+    assert state(manager, "r") == "SUCCEED"  # the second r, not the stale event of the first
+
+
 def test_timeouts(local):
     from qcg.pilotjob.api.errors import QCGPJMAError, TimeoutElapsed
     from qcg.pilotjob.api.job import Jobs
@@ -483,3 +496,18 @@ def test_aux_dir_address_and_status_addresses(local, tmp_path):
     assert final["System"]["Zmqaddress"] == address
     assert final["System"]["StatusPublisher"] == publisher
     assert final["System"]["AuxDir"] == manager.aux_dir
+
+
+def test_manager_close_and_context_manager(tmp_path) -> None:
+    from qcg_pilotjob.api import LocalManager, Manager
+    from qcg_pilotjob.api.errors import ConnectionError as ApiConnectionError
+
+    local = LocalManager(["--wd", str(tmp_path), "--nodes", "2"])
+    try:
+        with Manager(local._address) as client:
+            assert client.resources()["total_cores"] == 2
+        with pytest.raises(ApiConnectionError, match="Not connected"):
+            client.resources()
+        assert local.resources()["total_cores"] == 2  # the service goes on
+    finally:
+        local.finish()
