@@ -242,15 +242,7 @@ class Manager:
                 if now >= next_poll:
                     break
                 wait = next_poll - now if deadline is None else min(next_poll, deadline) - now
-                hits: Set[str] = set()
-                for topic, ev in self._events(wait):
-                    if topic not in ("IFI", "JFI"):
-                        continue
-                    name = ev.get("job")
-                    if ev.get("it") is not None:
-                        name = f"{name}:{ev['it']}"
-                    if name in pending:
-                        hits.add(name)
+                hits = {name for name in self._finish_events(wait) if name in pending}
                 if hits:
                     # confirmed by a status request: the event may be left from a removed job
                     # of the same name
@@ -259,11 +251,23 @@ class Manager:
                     result.update(done)
         return result
 
-    def _final_states(self, names: Iterable[str]) -> Dict[str, str]:
-        """The states of those of ``names`` that are finished."""
+    def _finish_events(self, timeout: float) -> List[str]:
+        """Names (``job`` or ``job:it``) of the finish events received within ``timeout``."""
+        names = []
+        for topic, ev in self._events(timeout):
+            if topic in ("IFI", "JFI"):
+                name = str(ev.get("job"))
+                names.append(name if ev.get("it") is None else f"{name}:{ev['it']}")
+        return names
+
+    def _final_states(self, names: Iterable[str], missing_ok: bool = False) -> Dict[str, str]:
+        """The states of those of ``names`` that are finished (``missing_ok``: names the
+        service does not know are left out instead of an error)."""
         out: Dict[str, str] = {}
         for name, entry in self.status(sorted(names)).get("jobs", {}).items():
             if entry.get("status") != 0:
+                if missing_ok:
+                    continue
                 raise errors.InternalError(f"Missing job's {name} data: {entry.get('message')}")
             state = entry["data"]["status"]
             if self.is_status_finished(state):
@@ -299,16 +303,11 @@ class Manager:
             wait = 3600.0 if deadline is None else deadline - time.monotonic()
             if wait <= 0:
                 raise errors.TimeoutElapsed(f"no job finished within {timeout}s")
-            for topic, ev in self._events(wait):
-                if topic in ("IFI", "JFI"):
-                    name = ev.get("job")
-                    if ev.get("it") is not None:
-                        name = f"{name}:{ev['it']}"
-                    # confirmed: an event left from a removed job of the same name is skipped
-                    entry = self.status([name]).get("jobs", {}).get(name, {})
-                    state = str((entry.get("data") or {}).get("status"))
-                    if entry.get("status") == 0 and self.is_status_finished(state):
-                        return name, state
+            for name in self._finish_events(wait):
+                # confirmed: an event left from a removed job of the same name is skipped
+                done = self._final_states([name], missing_ok=True)
+                if name in done:
+                    return name, done[name]
 
 
 class LocalManager(Manager):

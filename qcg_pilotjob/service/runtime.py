@@ -87,6 +87,24 @@ def _stop_leftovers(replay: Replay) -> None:
             continue
 
 
+def open_service_log(path: str, first_line: str, level: str) -> logging.Handler:
+    """Write the log's first line (whatever the level), then log the package there."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(first_line + "\n")
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("qcg_pilotjob")
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+    root.propagate = False
+    return handler
+
+
+def close_service_log(handler: logging.Handler) -> None:
+    logging.getLogger("qcg_pilotjob").removeHandler(handler)
+    handler.close()
+
+
 def run_partition(cfg: ServiceConfig) -> int:
     """``--parent ADDR``: run as a partition manager of that governor."""
     from ..partition.remote import RemotePartition
@@ -102,15 +120,9 @@ def run_partition(cfg: ServiceConfig) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot create the partition's directory {aux}: {exc.strerror}") from None
     path = os.path.join(aux, "service.log")
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(f"partition {pid_name} version {__version__} started {time.strftime('%Y-%m-%d %H:%M:%S')} "
-                 f"@ {socket.gethostname()} for governor {cfg.parent}\n")
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("qcg_pilotjob")
-    root.addHandler(handler)
-    root.setLevel(getattr(logging, cfg.log.upper()))
-    root.propagate = False
+    handler = open_service_log(path, f"partition {pid_name} version {__version__} started "
+                                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} @ {socket.gethostname()} "
+                                     f"for governor {cfg.parent}", cfg.log)
     remote = RemotePartition(
         pid_name, cfg.parent, pool, lifeline_fd=cfg.lifeline_fd, dry_run=cfg.dry_run,
         launcher=cfg.launcher or "local",
@@ -124,8 +136,7 @@ def run_partition(cfg: ServiceConfig) -> int:
     try:
         code = asyncio.run(remote.run())
     finally:
-        root.removeHandler(handler)
-        handler.close()
+        close_service_log(handler)
     if code == 2:
         sys.stderr.write(f"qcg-pm-service: error: partition {pid_name}: registration refused (see {path})\n")
     elif code == 4:
@@ -280,23 +291,11 @@ class Service:
 
     # --- logging -----------------------------------------------------------------------
     def _setup_logging(self) -> logging.Handler:
-        path = os.path.join(self.aux_dir, "service.log")
         tags = f" (with tags {','.join(self.cfg.tags)})" if self.cfg.tags else ""
-        with open(path, "a", encoding="utf-8") as fh:  # the first line, whatever the log level
-            fh.write(f"service {self.instance_id} version {__version__} started "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S')} @ {socket.gethostname()}{tags}\n")
-        handler = logging.FileHandler(path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        root = logging.getLogger("qcg_pilotjob")
-        root.addHandler(handler)
-        root.setLevel(getattr(logging, self.cfg.log.upper()))
-        root.propagate = False
-        return handler
+        return open_service_log(os.path.join(self.aux_dir, "service.log"),
+                                f"service {self.instance_id} version {__version__} started "
+                                f"{time.strftime('%Y-%m-%d %H:%M:%S')} @ {socket.gethostname()}{tags}", self.cfg.log)
 
-    @staticmethod
-    def _close_logging(handler: logging.Handler) -> None:
-        logging.getLogger("qcg_pilotjob").removeHandler(handler)
-        handler.close()
 
     # --- main --------------------------------------------------------------------------
     def run(self) -> int:
@@ -330,7 +329,7 @@ class Service:
                 sys.stderr.write(f"qcg-pm-service: error: {msg}\n")
                 if net is not None:
                     await net.close()
-                self._close_logging(handler)
+                close_service_log(handler)
                 return 2
             front.zmq_address = net.address
             front.publisher_address = publisher.address
@@ -495,7 +494,7 @@ class Service:
                 loop.remove_signal_handler(sig)
             _log.warning("service %s finished: %d tasks ended, %d jobs in registry", self.instance_id,
                          front.tasks_done, len(front.jobs))
-            self._close_logging(handler)
+            close_service_log(handler)
         if stop_signal:
             return 128 + stop_signal[0]
         return 0
