@@ -39,7 +39,7 @@ from ..protocol.messages import (
     SignalMsg,
     StartedMsg,
 )
-from ..protocol.transport import async_context, connect_partition
+from ..protocol.transport import async_context, connect_dealer
 
 __all__ = ["Agent", "main"]
 
@@ -170,7 +170,7 @@ class Agent:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self.sock = connect_partition(async_context(), self.address, f"agent:{self.node}:{os.getpid()}")
+        self.sock = connect_dealer(async_context(), self.address, f"agent:{self.node}:{os.getpid()}")
         self.sender = BatchSender(self.sock, "the partition manager")
         self._send(AgentHelloMsg(self.node, PROTOCOL_VERSION, self.cpus, self.gpus, os.getpid()))
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -30,7 +30,7 @@ from ..protocol.messages import (
     ShutdownMsg,
     StoppedMsg,
 )
-from ..protocol.transport import async_context, connect_partition
+from ..protocol.transport import async_context, connect_dealer
 from ..resources import ResourcePool
 from .manager import PartitionManager
 
@@ -68,7 +68,7 @@ class RemotePartition:
         loop = asyncio.get_running_loop()
         # a routing id of its own: a ROUTER drops a peer whose routing id is taken, so a
         # duplicate --id would never hear the governor's refusal
-        self.sock = connect_partition(async_context(), self.parent,
+        self.sock = connect_dealer(async_context(), self.parent,
                                       f"{self.id}:{socket.gethostname()}:{os.getpid()}")
         self.sender = BatchSender(self.sock, "the governor")
         manager = PartitionManager(loop, self.pool, self._send, executor_options=self.executor_options,

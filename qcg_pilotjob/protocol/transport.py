@@ -25,12 +25,13 @@ __all__ = [
     "async_context",
     "bind_publisher",
     "bind_request_server",
-    "connect_partition",
+    "connect_dealer",
     "connect_requester",
     "connect_subscriber",
     "external_address",
     "parse_address",
     "sync_context",
+    "sync_shadow",
 ]
 
 #: Largest message a server accepts; a peer sending more is disconnected by ZMQ.
@@ -133,8 +134,9 @@ def connect_subscriber(ctx: zmq.Context, address: str, topics: Iterable[str]) ->
     return sock
 
 
-def connect_partition(ctx: zmq.asyncio.Context, address: str, identity: str) -> zmq.asyncio.Socket:
-    """A partition's DEALER to its governor; ``identity`` names it in the governor's ROUTER."""
+def connect_dealer(ctx: zmq.asyncio.Context, address: str, identity: str) -> zmq.asyncio.Socket:
+    """A DEALER to a ROUTER peer: a partition's to its governor, a node agent's to its
+    partition; ``identity`` names it in the peer's ROUTER."""
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, _HWM)
@@ -143,3 +145,9 @@ def connect_partition(ctx: zmq.asyncio.Context, address: str, identity: str) -> 
     sock.setsockopt(zmq.ROUTING_ID, identity.encode())
     sock.connect(address)
     return sock
+
+
+def sync_shadow(sock: zmq.asyncio.Socket) -> zmq.Socket:
+    """A blocking view of an asyncio socket, for non-blocking sends that fail at once
+    (an asyncio socket's send returns a future that would hold the error)."""
+    return zmq.Socket.shadow(sock.underlying)
