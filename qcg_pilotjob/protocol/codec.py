@@ -1,85 +1,78 @@
 """The one codec for partition traffic: msgpack, with a version in every envelope.
 
-A frame holds a batch of messages: ``[version, [[type, field, ...], ...]]``.
+A frame holds a batch of messages: ``[version, [[type, field, ...], ...]]``. Decoding
+checks every field of every message (:mod:`.checks`): what :func:`decode` and
+:func:`decode_batch` return is well-formed, and any bytes that are not raise
+:class:`DecodeError` naming the message type, the field and the problem, never anything
+else. Encoding trusts its in-process input and checks nothing.
 
 >>> from .messages import CancelMsg, HeartbeatMsg
 >>> decode(encode(CancelMsg("a", [1, None])))
 CancelMsg(job='a', iterations=[1, None])
 >>> decode_batch(encode_batch([HeartbeatMsg(3), CancelMsg("b")]))
 [HeartbeatMsg(used_cores=3), CancelMsg(job='b', iterations=None)]
+>>> decode(encode(HeartbeatMsg(-1)))
+Traceback (most recent call last):
+...
+qcg_pilotjob.protocol.codec.DecodeError: HeartbeatMsg.used_cores: -1 is less than 0
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, AsyncIterator, Dict, List, Sequence, Type
+import operator
+from typing import Any, AsyncIterator, Callable, Dict, List, Sequence, Type
 
 import msgpack
 import zmq
 
-from ..errors import JobDescriptionError
-from ..jobdesc import JobDescription
-from .messages import (
-    PROTOCOL_VERSION,
-    AgentHelloMsg,
-    AgentStopMsg,
-    CancelMsg,
-    DispatchMsg,
-    ExitMsg,
-    ForgetMsg,
-    HeartbeatMsg,
-    Message,
-    NodeLostMsg,
-    RegisteredMsg,
-    RegisterMsg,
-    RunMsg,
-    ShutdownMsg,
-    SignalMsg,
-    StartedMsg,
-    StoppedMsg,
-    TaskEvent,
-    TaskEventsMsg,
-)
+from .checks import FIELDS, Invalid, build, show
+from .messages import PROTOCOL_VERSION, DispatchMsg, Message, TaskEventsMsg
 
 __all__ = ["DecodeError", "decode", "decode_batch", "encode", "encode_batch", "receive_batches"]
 
-_TYPES: Dict[int, Type[Message]] = {
-    cls.TYPE: cls
-    for cls in (DispatchMsg, TaskEventsMsg, CancelMsg, ForgetMsg, ShutdownMsg, StoppedMsg, RegisterMsg,
-                RegisteredMsg, HeartbeatMsg, NodeLostMsg, AgentHelloMsg, RunMsg, StartedMsg, ExitMsg, SignalMsg,
-                AgentStopMsg)
-}
-
 
 class DecodeError(ValueError):
-    """Bytes that are not a message of this protocol version."""
+    """Bytes that are not a well-formed message of this protocol version."""
+
+
+def _dispatch_fields(msg: DispatchMsg) -> List[Any]:
+    return [msg.desc.raw, msg.iter_total, [list(r) for r in msg.iterations] if msg.iterations else None]
+
+
+def _events_fields(msg: TaskEventsMsg) -> List[Any]:
+    return [[[e.job, e.iteration, e.state, e.time, e.data] for e in msg.events], msg.used_cores]
+
+
+def _plain_fields(cls: Type[Message]) -> Callable[[Any], List[Any]]:
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    if not names:
+        return lambda msg: []
+    if len(names) == 1:
+        get_one = operator.attrgetter(names[0])
+        return lambda msg: [get_one(msg)]
+    get = operator.attrgetter(*names)
+    return lambda msg: list(get(msg))
+
+
+#: Per message class: its fields in wire order (computed once per class, not per message).
+_ENCODERS: Dict[type, Callable[[Any], List[Any]]] = {cls: _plain_fields(cls) for cls in FIELDS}
+_ENCODERS[DispatchMsg] = _dispatch_fields
+_ENCODERS[TaskEventsMsg] = _events_fields
 
 
 def _fields(msg: Message) -> List[Any]:
-    if isinstance(msg, DispatchMsg):
-        return [msg.desc.raw, msg.iter_total, [list(r) for r in msg.iterations] if msg.iterations else None]
-    if isinstance(msg, TaskEventsMsg):
-        return [[[e.job, e.iteration, e.state, e.time, e.data] for e in msg.events], msg.used_cores]
-    if type(msg) in _TYPES.values() and dataclasses.is_dataclass(msg):
-        return [getattr(msg, f.name) for f in dataclasses.fields(msg)]
-    raise TypeError(f"not a message: {msg!r}")
+    enc = _ENCODERS.get(type(msg))
+    if enc is None:
+        raise TypeError(f"not a message: {msg!r}")
+    return enc(msg)
 
 
 def _build(mtype: Any, rest: List[Any]) -> Message:
     try:
-        if mtype == DispatchMsg.TYPE:
-            raw, total, its = rest
-            return DispatchMsg(JobDescription.from_dict(raw), int(total),
-                               [(int(a), int(b)) for a, b in its] if its else None)
-        if mtype == TaskEventsMsg.TYPE:
-            events, used = rest
-            return TaskEventsMsg([TaskEvent(*e) for e in events], int(used))
-        cls = _TYPES.get(mtype) if isinstance(mtype, int) else None
-        if cls is not None:
-            return cls(*rest)
-    except (TypeError, ValueError, JobDescriptionError) as exc:
-        raise DecodeError(f"malformed message of type {mtype!r}: {exc}") from None
-    raise DecodeError(f"unknown message type {mtype!r}")
+        return build(mtype, rest)
+    except Invalid as exc:
+        raise DecodeError(str(exc)) from None
 
 
 def _unpack(data: bytes) -> Any:
@@ -89,18 +82,21 @@ def _unpack(data: bytes) -> Any:
         raise DecodeError(f"undecodable message: {exc}") from None
 
 
+def _check_version(version: Any) -> None:
+    if type(version) is not int or version != PROTOCOL_VERSION:
+        raise DecodeError(f"protocol version {show(version)}, expected {PROTOCOL_VERSION}")
+
+
 def encode(msg: Message) -> bytes:
     return bytes(msgpack.packb([PROTOCOL_VERSION, msg.TYPE, *_fields(msg)], use_bin_type=True))
 
 
 def decode(data: bytes) -> Message:
     obj = _unpack(data)
-    if not isinstance(obj, list) or len(obj) < 2:
+    if type(obj) is not list or len(obj) < 2:
         raise DecodeError("a message is a list [version, type, ...]")
-    version, mtype, *rest = obj
-    if version != PROTOCOL_VERSION:
-        raise DecodeError(f"protocol version {version!r}, expected {PROTOCOL_VERSION}")
-    return _build(mtype, rest)
+    _check_version(obj[0])
+    return _build(obj[1], obj[2:])
 
 
 def encode_batch(msgs: Sequence[Message]) -> bytes:
@@ -109,16 +105,17 @@ def encode_batch(msgs: Sequence[Message]) -> bytes:
 
 def decode_batch(data: bytes) -> List[Message]:
     obj = _unpack(data)
-    if not isinstance(obj, list) or len(obj) != 2 or not isinstance(obj[1], list):
+    if type(obj) is not list or len(obj) != 2 or type(obj[1]) is not list:
         raise DecodeError("a batch is a list [version, [messages]]")
-    version, items = obj
-    if version != PROTOCOL_VERSION:
-        raise DecodeError(f"protocol version {version!r}, expected {PROTOCOL_VERSION}")
-    out = []
-    for item in items:
-        if not isinstance(item, list) or not item:
-            raise DecodeError("a batched message is a list [type, ...]")
-        out.append(_build(item[0], item[1:]))
+    _check_version(obj[0])
+    out: List[Message] = []
+    for i, item in enumerate(obj[1]):
+        if type(item) is not list or not item:
+            raise DecodeError(f"a batched message is a list [type, ...] (message {i} of the batch)")
+        try:
+            out.append(build(item[0], item[1:]))
+        except Invalid as exc:
+            raise DecodeError(f"{exc} (message {i} of the batch)") from None
     return out
 
 

@@ -1,8 +1,9 @@
 """Messages between the front (governor) and partition managers.
 
 Every message is a frozen dataclass with a class-level ``TYPE`` tag; :mod:`.codec` is the
-only place that turns them into bytes. In single-manager mode the objects are handed
-over in process without encoding.
+only place that turns them into bytes, and decoding checks every field against the rules
+in :mod:`.checks` (one check per field, in this field order), so logic may trust what it
+receives. In single-manager mode the objects are handed over in process without encoding.
 
 >>> TaskEventsMsg([TaskEvent("a", None, 4, 0.0)], used_cores=0).TYPE
 2
@@ -50,7 +51,7 @@ class TaskEvent:
     """A state change of one task (``iteration`` None: a job without iterations).
 
     ``data`` holds ``allocation``, ``wd``, ``pid`` when it starts and ``exit_code``,
-    ``rtime`` (seconds), ``message`` when it ends.
+    ``rtime`` (seconds), ``message`` when it ends; decoding drops any other key.
     """
 
     job: str
