@@ -1,9 +1,18 @@
-"""Local executor: starts task processes and learns of their exit without polling.
+"""Executors: how a partition starts its tasks and learns of their exit.
 
-Each task runs in its own session (so a cancel or a wall-time kill reaches every process
-the task started). Exits are delivered by a pidfd registered with the event loop (Linux
->= 5.3); elsewhere by SIGCHLD. ``stop`` sends SIGTERM to the task's process group and
-SIGKILL after ``kill_grace`` seconds.
+:class:`Executor` is what every executor shares: the running tasks, wall-time timers,
+stopping (SIGTERM, then SIGKILL after ``kill_grace`` seconds), the exit bookkeeping and
+waiting until nothing runs. Subclasses decide how a task starts and how a signal reaches
+it:
+
+- :class:`LocalExecutor` starts task processes on this host. Each task runs in its own
+  session (so a cancel or a wall-time kill reaches every process the task started).
+  Exits are delivered by a pidfd registered with the event loop (Linux >= 5.3); elsewhere
+  by SIGCHLD.
+- :class:`SrunExecutor` (``--disable-nl``) is a local executor whose processes are
+  ``srun`` clients: each task is its own srun step on its first node.
+- :class:`~.agents.AgentExecutor` sends tasks to node agents (Slurm).
+- :class:`DryRunExecutor` starts nothing (``--dry-run``).
 """
 
 from __future__ import annotations
@@ -17,13 +26,14 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from ..resources import Allocation
+from ..slurm.srun import step_command
 from .environment import LaunchPlan, build_plan
 from .scheduler import TaskSpec
 
-__all__ = ["LocalExecutor", "RunningTask", "TaskKey"]
+__all__ = ["DryRunExecutor", "Executor", "LocalExecutor", "RunningTask", "SrunExecutor", "TaskKey"]
 
 _log = logging.getLogger(__name__)
 
@@ -57,8 +67,12 @@ class RunningTask:
 ExitCallback = Callable[[RunningTask, int, float], None]
 
 
-class LocalExecutor:
-    """Runs tasks as local processes of this host."""
+class Executor:
+    """What every executor shares; subclasses define :meth:`start` and :meth:`_signal`."""
+
+    #: how tasks start (what :func:`~.environment.build_plan` prepares them for):
+    #: ``local`` processes, ``agents``, ``srun``
+    launch = "local"
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, root_wd: str, aux_dir: str, env_schema: str,
                  zmq_address: Optional[str], kill_grace: float, on_exit: ExitCallback,
@@ -73,12 +87,96 @@ class LocalExecutor:
         self.base_env: Dict[str, str] = dict(os.environ if base_env is None else base_env)
         self.running: Dict[TaskKey, RunningTask] = {}
         self._made_dirs: Set[str] = set()
-        self._module_ok: Optional[bool] = None
         self._steps = 0
-        self._use_pidfd = hasattr(os, "pidfd_open")
-        self._sigchld = False
         self._idle = asyncio.Event()
         self._idle.set()
+
+    # --- starting --------------------------------------------------------------------------
+    def start(self, spec: TaskSpec, iteration: Optional[int], alloc: Allocation) -> Optional[str]:
+        """Start a task. Returns an error message if it could not be started."""
+        raise NotImplementedError
+
+    def _ensure_dir(self, path: str) -> None:
+        if path not in self._made_dirs:
+            os.makedirs(path, exist_ok=True)
+            self._made_dirs.add(path)
+
+    def _plan(self, spec: TaskSpec, iteration: Optional[int], alloc: Allocation) -> Union[LaunchPlan, str]:
+        """The task's launch plan, or why it cannot have one."""
+        self._steps += 1
+        try:
+            return build_plan(spec.desc, iteration, alloc, root_wd=self.root_wd, base_env=self.base_env,
+                              step_id=str(self._steps), env_schema=self.env_schema,
+                              zmq_address=self.zmq_address, hostfile_dir=self.hostfile_dir, launch=self.launch)
+        except Exception as exc:  # a bug in a description we accepted: fail the task, not the service
+            _log.exception("cannot prepare task %s", spec.name)
+            return f"cannot prepare the task: {exc}"
+
+    @staticmethod
+    def _venv_problem(plan: LaunchPlan) -> Optional[str]:
+        if plan.venv is not None and not os.path.isfile(os.path.join(plan.venv, "bin", "activate")):
+            return f"virtual environment {plan.venv!r} not found (no bin/activate)"
+        return None
+
+    def _write_hostfile(self, plan: LaunchPlan, alloc: Allocation) -> None:
+        if plan.hostfile:
+            self._ensure_dir(self.hostfile_dir)
+            with open(plan.hostfile, "w") as fh:
+                fh.write("".join(f"{p.name}\n" * len(p.cores) for p in alloc.parts))
+
+    def _track(self, task: RunningTask) -> None:
+        """``task`` runs: keep it, and stop it when its wall time is up."""
+        self.running[task.key] = task
+        self._idle.clear()
+        wt = task.spec.desc.resources.wt
+        if wt is not None:
+            task.timers.append(self.loop.call_later(wt, self.stop, task.key, STOP_WALLTIME))
+
+    def _finished(self, task: RunningTask, code: int, when: float) -> None:
+        """``task`` ended with ``code``: forget it and tell ``on_exit``."""
+        for timer in task.timers:
+            timer.cancel()
+        if task.plan.hostfile:
+            with contextlib.suppress(OSError):
+                os.unlink(task.plan.hostfile)
+        self.running.pop(task.key, None)
+        if not self.running:
+            self._idle.set()
+        self.on_exit(task, code, when)
+
+    # --- stopping ----------------------------------------------------------------------
+    def _signal(self, task: RunningTask, sig: int) -> None:
+        """Send ``sig`` to every process of a running ``task``."""
+        raise NotImplementedError
+
+    def stop(self, key: TaskKey, reason: str) -> bool:
+        """SIGTERM now, SIGKILL after the grace period. False if not running."""
+        task = self.running.get(key)
+        if task is None:
+            return False
+        if task.stop_reason is None:
+            task.stop_reason = reason
+        self._signal(task, signal.SIGTERM)
+        task.timers.append(self.loop.call_later(self.kill_grace, self._signal, task, signal.SIGKILL))
+        return True
+
+    def stop_all(self, reason: str) -> None:
+        for key in list(self.running):
+            self.stop(key, reason)
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    def close(self) -> None:
+        """Release what the executor holds (nothing runs any more)."""
+
+
+class LocalExecutor(Executor):
+    """Runs tasks as local processes of this host."""
+
+    _module_ok: Optional[bool] = None  # is the ``module`` command there? (asked once)
+    _use_pidfd = hasattr(os, "pidfd_open")  # set False on the first pidfd_open that is refused
+    _sigchld = False  # a SIGCHLD handler is installed
 
     # --- starting --------------------------------------------------------------------------
     def _module_available(self) -> bool:
@@ -91,79 +189,57 @@ class LocalExecutor:
                 self._module_ok = False
         return self._module_ok
 
-    def _ensure_dir(self, path: str) -> None:
-        if path not in self._made_dirs:
-            os.makedirs(path, exist_ok=True)
-            self._made_dirs.add(path)
-
     def start(self, spec: TaskSpec, iteration: Optional[int], alloc: Allocation) -> Optional[str]:
-        """Start a task. Returns an error message if it could not be started."""
-        self._steps += 1
-        try:
-            plan = build_plan(spec.desc, iteration, alloc, root_wd=self.root_wd, base_env=self.base_env,
-                              step_id=str(self._steps), env_schema=self.env_schema,
-                              zmq_address=self.zmq_address, hostfile_dir=self.hostfile_dir, launch=self.launch)
-        except Exception as exc:  # a bug in a description we accepted: fail the task, not the service
-            _log.exception("cannot prepare task %s", spec.name)
-            return f"cannot prepare the task: {exc}"
-        ex = spec.desc.execution
-        if ex.modules and not self._module_available():
+        plan = self._plan(spec, iteration, alloc)
+        if isinstance(plan, str):
+            return plan
+        if spec.desc.execution.modules and not self._module_available():
             return ("cannot load modules: the 'module' command is not available in a login shell "
                     "on this host (no environment-modules or Lmod)")
-        if plan.venv is not None and not os.path.isfile(os.path.join(plan.venv, "bin", "activate")):
-            return f"virtual environment {plan.venv!r} not found (no bin/activate)"
+        problem = self._venv_problem(plan)
+        if problem is not None:
+            return problem
         try:
             self._ensure_dir(plan.wd)
         except OSError as exc:
             return f"cannot create the working directory {plan.wd!r}: {exc.strerror}"
-        fds: List[int] = []
+        self._write_hostfile(plan, alloc)
+        stdio = self._open_stdio(plan)
+        if isinstance(stdio, str):
+            return stdio
         try:
-            if plan.hostfile:
-                self._ensure_dir(self.hostfile_dir)
-                with open(plan.hostfile, "w") as fh:
-                    fh.write("".join(f"{p.name}\n" * len(p.cores) for p in alloc.parts))
-            stdin = stdout = stderr = subprocess.DEVNULL
-            if plan.stdin:
-                try:
-                    stdin = os.open(plan.stdin, os.O_RDONLY | os.O_CLOEXEC)
-                except OSError as exc:
-                    return f"cannot open stdin file {plan.stdin!r}: {exc.strerror}"
-                fds.append(stdin)
-            if plan.stdout:
-                try:
-                    stdout = os.open(plan.stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-                except OSError as exc:
-                    return f"cannot open stdout file {plan.stdout!r}: {exc.strerror}"
-                fds.append(stdout)
-            if plan.stderr:
-                if plan.stderr == plan.stdout:
-                    stderr = stdout
-                else:
-                    try:
-                        stderr = os.open(plan.stderr,
-                                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-                    except OSError as exc:
-                        return f"cannot open stderr file {plan.stderr!r}: {exc.strerror}"
-                    fds.append(stderr)
-            try:
-                proc = subprocess.Popen(self._command(plan, alloc), cwd=plan.wd, env=plan.env, stdin=stdin,
-                                        stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True)
-            except OSError as exc:
-                return f"cannot start {plan.argv[0]!r}: {exc.strerror or exc}"
+            proc = subprocess.Popen(self._command(plan, alloc), cwd=plan.wd, env=plan.env, stdin=stdio[0],
+                                    stdout=stdio[1], stderr=stdio[2], start_new_session=True, close_fds=True)
+        except OSError as exc:
+            return f"cannot start {plan.argv[0]!r}: {exc.strerror or exc}"
         finally:
-            for fd in fds:
+            for fd in set(stdio) - {subprocess.DEVNULL}:
                 os.close(fd)
         task = RunningTask(spec, iteration, alloc, plan, proc, proc.pid, time.time())
-        self.running[task.key] = task
-        self._idle.clear()
+        self._track(task)
         self._watch(task)
-        wt = spec.desc.resources.wt
-        if wt is not None:
-            task.timers.append(self.loop.call_later(wt, self.stop, task.key, STOP_WALLTIME))
         return None
 
-    #: how tasks start: ``local`` processes; subclasses: ``agents``, ``srun``
-    launch = "local"
+    @staticmethod
+    def _open_stdio(plan: LaunchPlan) -> Union[Tuple[int, int, int], str]:
+        """File descriptors for the task's stdin, stdout and stderr, or why one cannot be opened."""
+        fds: List[int] = []
+        write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        wanted = [(plan.stdin, "stdin", os.O_RDONLY | os.O_CLOEXEC), (plan.stdout, "stdout", write),
+                  (plan.stderr if plan.stderr != plan.stdout else None, "stderr", write)]
+        for path, what, flags in wanted:
+            if not path:
+                fds.append(subprocess.DEVNULL)
+                continue
+            try:
+                fds.append(os.open(path, flags, 0o644))
+            except OSError as exc:
+                for fd in set(fds) - {subprocess.DEVNULL}:
+                    os.close(fd)
+                return f"cannot open {what} file {path!r}: {exc.strerror}"
+        if plan.stderr and plan.stderr == plan.stdout:
+            fds[2] = fds[1]
+        return fds[0], fds[1], fds[2]
 
     def _command(self, plan: LaunchPlan, alloc: Allocation) -> List[str]:
         return plan.argv
@@ -204,15 +280,7 @@ class LocalExecutor:
         if task.proc is not None:
             task.proc.returncode = code
             task.proc = None
-        for timer in task.timers:
-            timer.cancel()
-        if task.plan.hostfile:
-            with contextlib.suppress(OSError):
-                os.unlink(task.plan.hostfile)
-        self.running.pop(task.key, None)
-        if not self.running:
-            self._idle.set()
-        self.on_exit(task, code, time.time())
+        self._finished(task, code, time.time())
 
     # --- stopping ----------------------------------------------------------------------
     def _signal(self, task: RunningTask, sig: int) -> None:
@@ -221,31 +289,13 @@ class LocalExecutor:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(task.pid, sig)
 
-    def stop(self, key: TaskKey, reason: str) -> bool:
-        """SIGTERM now, SIGKILL after the grace period. False if not running."""
-        task = self.running.get(key)
-        if task is None:
-            return False
-        if task.stop_reason is None:
-            task.stop_reason = reason
-        self._signal(task, signal.SIGTERM)
-        task.timers.append(self.loop.call_later(self.kill_grace, self._signal, task, signal.SIGKILL))
-        return True
-
-    def stop_all(self, reason: str) -> None:
-        for key in list(self.running):
-            self.stop(key, reason)
-
-    async def wait_idle(self) -> None:
-        await self._idle.wait()
-
     def close(self) -> None:
         if self._sigchld:
             self.loop.remove_signal_handler(signal.SIGCHLD)
             self._sigchld = False
 
 
-class DryRunExecutor(LocalExecutor):
+class DryRunExecutor(Executor):
     """Starts nothing: every task "exits" with code 0 on the next loop iteration. For
     measuring the scheduling and routing machinery alone (``--dry-run``)."""
 
@@ -258,11 +308,11 @@ class DryRunExecutor(LocalExecutor):
         return None
 
     def _finish(self, task: RunningTask) -> None:
-        if self.running.pop(task.key, None) is None:
-            return
-        if not self.running:
-            self._idle.set()
-        self.on_exit(task, 0, time.time())
+        if task.key in self.running:
+            self._finished(task, 0, time.time())
+
+    def _signal(self, task: RunningTask, sig: int) -> None:
+        """Nothing to signal."""
 
     def stop(self, key: TaskKey, reason: str) -> bool:
         task = self.running.get(key)
@@ -274,7 +324,8 @@ class DryRunExecutor(LocalExecutor):
 
 class SrunExecutor(LocalExecutor):
     """``--disable-nl``: every task is its own ``srun`` step on its first node (models that
-    start ranks on all nodes wrap themselves)."""
+    start ranks on all nodes wrap themselves). The srun client is a local process, started,
+    watched and signalled like any other."""
 
     launch = "srun"
 
@@ -291,6 +342,5 @@ class SrunExecutor(LocalExecutor):
         if self.env_schema == "slurm":  # set again inside the step, after srun set its own
             own = [f"{k}={plan.env[k]}" for k in self._TASK_VARS if k in plan.env]
             plan.env.pop("SLURM_NTASKS_PER_NODE", None)
-        return ["srun", "--overlap", "-N", "1", "-n", "1", "-w", alloc.parts[0].name, "--cpu-bind=none",
-                "--mem-per-cpu=0", "--kill-on-bad-exit=1", "-D", plan.wd, *(["env", *own] if own else []),
-                *plan.argv]
+        return step_command(alloc.parts[0].name, [*(["env", *own] if own else []), *plan.argv],
+                            kill_on_bad_exit=True, wd=plan.wd)

@@ -32,6 +32,7 @@ from .executor import (
     STOP_SHUTDOWN,
     STOP_WALLTIME,
     DryRunExecutor,
+    Executor,
     LocalExecutor,
     RunningTask,
     SrunExecutor,
@@ -57,7 +58,7 @@ class PartitionManager:
         self.scheduler = Scheduler(pool)
         self.scheduler.deadline = deadline
         self.send = send
-        self.executor: LocalExecutor
+        self.executor: Executor
         if dry_run:
             self.executor = DryRunExecutor(loop, on_exit=self._on_exit, **executor_options)  # type: ignore[arg-type]
         elif launcher == "agents":
