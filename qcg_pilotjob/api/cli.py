@@ -18,12 +18,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import click
 
+from ..auxdir import AUX_PREFIX, aux_dirs_below
 from .errors import QCGPJMAError
 from .manager import Manager
 
 __all__ = ["find_address", "main"]
-
-AUX_PREFIX = ".qcgpjm-service-"
 
 
 def find_address(address: Optional[str], aux: Optional[str], wd: Optional[str]) -> str:
@@ -37,12 +36,10 @@ def find_address(address: Optional[str], aux: Optional[str], wd: Optional[str]) 
         with open(path, encoding="utf-8") as fh:
             return fh.read().strip()
     base = wd or "."
-    if os.path.isdir(base):
-        cands = [os.path.join(base, d, "address") for d in os.listdir(base) if d.startswith(AUX_PREFIX)]
-        cands = [c for c in cands if os.path.isfile(c)]
-        if cands:
-            with open(max(cands, key=os.path.getmtime), encoding="utf-8") as fh:
-                return fh.read().strip()
+    cands = [c for c in (os.path.join(d, "address") for d in aux_dirs_below(base)) if os.path.isfile(c)]
+    if cands:
+        with open(max(cands, key=os.path.getmtime), encoding="utf-8") as fh:
+            return fh.read().strip()
     env = os.environ.get(Manager.DEFAULT_ADDRESS_ENV)
     if env and wd is None:
         return env

@@ -2,25 +2,31 @@
 
 Partitions connect with a DEALER socket to the governor's network endpoint (the same
 ROUTER that serves clients: a client's REQ frames carry an empty delimiter, a
-partition's frames do not). Every frame is a batch of :mod:`..protocol.messages`.
+partition's frames do not). Every frame is a batch of :mod:`..protocol.messages`,
+checked by the codec before anything here sees it; an invalid frame is logged with the
+peer's identity and dropped.
 
-A partition registers with :class:`RegisterMsg` (protocol version, nodes); a version
-mismatch or a duplicate id is refused, and fatal for that partition. Both sides send a
-heartbeat every ``heartbeat`` seconds; a partition silent for ``lost_after`` seconds is
-declared lost (see :meth:`~.front.Front.lose_link`).
+A partition may register at any moment: at start, while work waits (it gets some at
+once, in the frame that carries its acceptance), after another was lost, or with a
+governor resumed after a crash. A version mismatch, a duplicate id, bad resources or a
+governor that is finishing refuse it, which is fatal for that partition. A partition
+declared lost stays lost: whatever it sends later is answered by a refusal, so it
+stops; a new partition (another id) may join instead.
+
+Heartbeats go both ways every ``heartbeat`` seconds through one
+:class:`~..protocol.heartbeat.HeartbeatWatcher`; a partition silent for ``lost_after``
+seconds is lost (:meth:`~.core.Front.lose_link`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Set
 
-import zmq
-
 from ..errors import ResourceError
-from ..protocol.codec import DecodeError, decode_batch, encode_batch
+from ..protocol.batch import BatchSender
+from ..protocol.codec import DecodeError, decode_batch
+from ..protocol.heartbeat import HeartbeatWatcher
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     HeartbeatMsg,
@@ -29,98 +35,68 @@ from ..protocol.messages import (
     RegisterMsg,
     StoppedMsg,
 )
+from ..protocol.receive import FrameGuard
 from ..resources import Node, ResourcePool
 
 if TYPE_CHECKING:
-    import zmq.asyncio
-
-    from .front import Front, PartitionLink
+    from .core import Front
+    from .links import PartitionLink, Stopper
 
 __all__ = ["PartitionHub"]
 
 _log = logging.getLogger(__name__)
 
 
-class _Remote:
-    __slots__ = ("identity", "last_seen", "link", "outbox")
-
-    def __init__(self, identity: bytes, link: PartitionLink) -> None:
-        self.identity = identity
-        self.link = link
-        self.outbox: List[Message] = []
-        self.last_seen = time.monotonic()
-
-
 class PartitionHub:
-    """Registered partitions of a governor, reachable through ``sock`` (a ROUTER)."""
+    """Registered partitions of a governor, reachable through ``sender`` (of a ROUTER)."""
 
-    def __init__(self, front: Front, sock: zmq.asyncio.Socket, *, heartbeat: float = 1.0,
-                 lost_after: float = 5.0, on_change: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, front: Front, sender: BatchSender, *, heartbeat: float = 1.0, lost_after: float = 5.0,
+                 on_change: Optional[Callable[[], None]] = None,
+                 stopper_for: Optional[Callable[[RegisterMsg], Optional[Stopper]]] = None) -> None:
         self.front = front
-        self.sock = sock
+        self.sender = sender
         self.heartbeat = heartbeat
-        self.lost_after = lost_after
         self.on_change = on_change or (lambda: None)
-        self.remotes: Dict[bytes, _Remote] = {}
+        #: how to end what a partition leaves running if it is lost (None: no way from here)
+        self.stopper_for = stopper_for
+        self.links: Dict[bytes, PartitionLink] = {}
         self.registered: Set[str] = set()
         self.refused: Dict[str, str] = {}
-        self._dirty: List[_Remote] = []
-        self._flush_pending = False
-        self._timer: Optional[asyncio.TimerHandle] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self.guard = FrameGuard(_log, "partition hub")
+        self.watcher: HeartbeatWatcher[bytes] = HeartbeatWatcher(
+            heartbeat, lost_after, send_beat=self._beat, on_lost=self._silent)
 
     def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._timer = self._loop.call_later(self.heartbeat, self._beat)
+        self.watcher.start()
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    # --- sending -----------------------------------------------------------------------
-    def _send_now(self, identity: bytes, msgs: List[Message]) -> None:
-        try:
-            self.sock.send_multipart([identity, encode_batch(msgs)], flags=zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            _log.warning("cannot send to partition %s: %s", identity.decode(errors="replace"), exc)
-
-    def _queue(self, remote: _Remote, msg: Message) -> None:
-        if not remote.outbox:
-            self._dirty.append(remote)
-        remote.outbox.append(msg)
-        if not self._flush_pending and self._loop is not None:
-            self._flush_pending = True
-            self._loop.call_soon(self.flush)
+        self.watcher.close()
 
     def flush(self) -> None:
-        """Send every queued message, one frame per partition."""
-        self._flush_pending = False
-        dirty, self._dirty = self._dirty, []
-        for remote in dirty:
-            msgs, remote.outbox = remote.outbox, []
-            if msgs and not remote.link.lost:
-                self._send_now(remote.identity, msgs)
+        self.sender.flush()
 
     # --- receiving -----------------------------------------------------------------------
     def on_frame(self, identity: bytes, payload: bytes) -> None:
+        """One frame from a partition's DEALER (called under the receive loop's guard)."""
+        peer = identity.decode("utf-8", errors="replace")
         try:
             msgs = decode_batch(payload)
         except DecodeError as exc:
-            _log.warning("dropped a bad frame from partition %s: %s", identity.decode(errors="replace"), exc)
+            self.guard.bad_frame(f"partition {peer}", exc)
             return
-        remote = self.remotes.get(identity)
-        if remote is None:
+        link = self.links.get(identity)
+        if link is None:
             if msgs and isinstance(msgs[0], RegisterMsg):
                 self._register(identity, msgs[0])
             else:
-                _log.warning("dropped %d message(s) from unregistered peer %s", len(msgs),
-                             identity.decode(errors="replace"))
+                _log.warning("dropped %d message(s) from %s, which has not registered", len(msgs), peer)
             return
-        remote.last_seen = time.monotonic()
-        link = remote.link
         if link.lost:
+            # declared lost: its tasks were failed or moved; it must stop, not come back
+            self.sender.send(RegisteredMsg(False, f"partition {link.name} was declared lost by the governor",
+                                           self.heartbeat), identity)
             return
+        self.watcher.seen(identity)
         for msg in msgs:
             if isinstance(msg, HeartbeatMsg):
                 link.used_cores = msg.used_cores
@@ -129,17 +105,21 @@ class PartitionHub:
             else:
                 self.front.on_message(link, msg)
                 if isinstance(msg, StoppedMsg):
+                    self.watcher.forget(identity)
                     self.on_change()
 
-    def _register(self, identity: bytes, msg: RegisterMsg) -> None:
-        problem = None
+    def _problem(self, msg: RegisterMsg) -> Optional[str]:
         if msg.version != PROTOCOL_VERSION:
-            problem = f"protocol version {msg.version} does not match the governor's {PROTOCOL_VERSION}"
-        elif msg.id in self.registered:
-            problem = f"a partition with id {msg.id!r} is registered already"
-        elif self.front.stopping:
-            problem = "the governor is finishing"
-        pool = None
+            return f"protocol version {msg.version} does not match the governor's {PROTOCOL_VERSION}"
+        if msg.id in self.registered:
+            return f"a partition with id {msg.id!r} is registered already"
+        if self.front.stopping:
+            return "the governor is finishing"
+        return None
+
+    def _register(self, identity: bytes, msg: RegisterMsg) -> None:
+        problem = self._problem(msg)
+        pool: Optional[ResourcePool] = None
         if problem is None:
             try:
                 pool = ResourcePool([Node.from_dict(n) for n in msg.nodes])
@@ -148,36 +128,48 @@ class PartitionHub:
         if problem is not None or pool is None:
             _log.error("partition %s refused: %s", msg.id, problem)
             self.refused[msg.id] = str(problem)
-            self._send_now(identity, [RegisteredMsg(False, str(problem), self.heartbeat)])
+            self.sender.send(RegisteredMsg(False, str(problem), self.heartbeat), identity)
+            self.sender.flush()
             self.on_change()
             return
-        remote_box: List[_Remote] = []
+        # the acceptance goes first, in the same frame as any work routed to it at once
+        self.sender.send(RegisteredMsg(True, "", self.heartbeat), identity)
 
         def send(m: Message) -> None:
-            self._queue(remote_box[0], m)
+            self.sender.send(m, identity)
 
-        link = self.front.add_link(msg.id, pool, send)
-        remote = _Remote(identity, link)
-        remote_box.append(remote)
-        self.remotes[identity] = remote
         self.registered.add(msg.id)
-        self._send_now(identity, [RegisteredMsg(True, "", self.heartbeat)])
+        self.watcher.watch(identity)
+        link = self.front.add_link(msg.id, pool, send, host=msg.host, pid=msg.pid)
+        self.links[identity] = link
+        if self.stopper_for is not None:
+            link.stopper = self.stopper_for(msg)
         _log.info("partition %s registered from %s (pid %d): %d nodes, %d cores", msg.id, msg.host, msg.pid,
                   pool.total_nodes, pool.total_cores)
         self.on_change()
 
     # --- heartbeats ----------------------------------------------------------------------
-    def _beat(self) -> None:
-        now = time.monotonic()
-        for remote in list(self.remotes.values()):
-            link = remote.link
-            if link.lost or link.stopped:
-                continue
-            silent = now - remote.last_seen
-            if silent > self.lost_after:
-                self.front.lose_link(link, f"partition {link.name} lost: no message for {silent:.1f}s")
+    def _beat(self, identity: bytes) -> None:
+        link = self.links.get(identity)
+        if link is not None and link.live:
+            self.sender.send(HeartbeatMsg(), identity)
+
+    def _silent(self, identity: bytes, why: str) -> None:
+        link = self.links.get(identity)
+        if link is None or not link.live:
+            return
+        self.sender.discard(identity)
+        self.front.lose_link(link, f"partition {link.name} lost: {why}")
+        self.on_change()
+
+    def lose(self, name: str, reason: str) -> None:
+        """A partition's process ended (noticed by whoever started it): lost at once."""
+        for identity, link in self.links.items():
+            if link.name == name and link.live:
+                self.watcher.forget(identity)
+                self.sender.discard(identity)
+                self.front.lose_link(link, reason)
                 self.on_change()
-                continue
-            self._queue(remote, HeartbeatMsg())
-        assert self._loop is not None
-        self._timer = self._loop.call_later(self.heartbeat, self._beat)
+
+    def live_links(self) -> List[PartitionLink]:
+        return [link for link in self.links.values() if link.live]

@@ -1,7 +1,9 @@
 """The journal of a run, for ``--resume``.
 
-One JSON object a line in ``<aux>/journal.jsonl``: ``start`` (mode), ``submit`` (the
+One JSON object a line in ``<aux>/journal.jsonl``: ``start`` (mode and the options that
+shape the run), ``submit`` (the
 substituted job descriptions), ``final`` (a task or job reached a final state),
+``run`` (a task started, with its pid: a resume ends what a killed run left running),
 ``remove``, ``control`` and ``file`` (requests of the request file done so far).
 Written through a :class:`~.reports.LineWriter`, so in batches flushed within a second.
 """
@@ -13,13 +15,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..auxdir import AUX_PREFIX, aux_dirs_below
 from ..errors import ResumeError
 from .reports import LineWriter
 
 __all__ = ["JOURNAL_NAME", "Journal", "Replay", "find_aux_dir", "read_journal"]
 
 JOURNAL_NAME = "journal.jsonl"
-AUX_PREFIX = ".qcgpjm-service-"
 
 
 class Journal:
@@ -45,6 +47,9 @@ class Replay:
     file_path: Optional[str] = None
     #: requests done per request file (a resume may read a different file)
     file_done: Dict[str, int] = field(default_factory=dict)
+    #: the options of the first run that shape it (governor, nodes, partitions, ...), so
+    #: that ``--resume DIR`` alone continues the run as it was started
+    config: Dict[str, Any] = field(default_factory=dict)
     #: tasks that were started and have no final record: (job, iteration) -> (pid, start time)
     running: Dict[Tuple[str, Optional[int]], Tuple[int, float]] = field(default_factory=dict)
 
@@ -55,8 +60,7 @@ def find_aux_dir(path: str) -> str:
     if os.path.isfile(os.path.join(path, JOURNAL_NAME)):
         return path
     if os.path.isdir(path):
-        cands = [os.path.join(path, d) for d in os.listdir(path) if d.startswith(AUX_PREFIX)]
-        cands = [c for c in cands if os.path.isfile(os.path.join(c, JOURNAL_NAME))]
+        cands = [c for c in aux_dirs_below(path) if os.path.isfile(os.path.join(c, JOURNAL_NAME))]
         if cands:
             return max(cands, key=lambda c: os.path.getmtime(os.path.join(c, JOURNAL_NAME)))
     raise ResumeError(
@@ -84,6 +88,8 @@ def read_journal(aux_dir: str) -> Replay:
                 started = True
                 replay.file_mode = bool(rec.get("file_mode"))
                 replay.file_path = rec.get("file_path")
+                config = rec.get("config")
+                replay.config = config if isinstance(config, dict) else {}
             elif kind == "submit":
                 finals: Finals = {}
                 replay.steps.append(("submit", rec["jobs"], finals))

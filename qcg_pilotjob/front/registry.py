@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..jobdesc import JobDescription
 from ..states import JobState
 
-__all__ = ["IterRecord", "JobRecord", "format_rtime", "format_time"]
+__all__ = ["JobRecord", "TaskRecord", "format_rtime", "format_time"]
 
 
 def format_time(ts: float) -> str:
@@ -22,7 +22,7 @@ def format_rtime(seconds: float) -> str:
     return str(datetime.timedelta(seconds=seconds))
 
 
-class IterRecord:
+class TaskRecord:
     """One task: a whole job without iterations, or one iteration."""
 
     __slots__ = ("history", "message", "partition", "runtime", "state")
@@ -60,7 +60,7 @@ class JobRecord:
         self.state = JobState.QUEUED
         self.history: List[Tuple[float, JobState]] = [(submit_time, JobState.QUEUED)]
         self.messages: List[str] = []
-        self.tasks: List[IterRecord] = [IterRecord() for _ in range(desc.total_iterations)]
+        self.tasks: List[TaskRecord] = [TaskRecord() for _ in range(desc.total_iterations)]
         self.finished = 0  # tasks in a final state
         self.failed = 0    # tasks final but not SUCCEED
         self.deps_pending = 0
@@ -90,7 +90,7 @@ class JobRecord:
     def has_iteration(self, iteration: int) -> bool:
         return self.desc.iteration is not None and self.desc.iteration.contains(iteration)
 
-    def task(self, iteration: Optional[int]) -> IterRecord:
+    def task(self, iteration: Optional[int]) -> TaskRecord:
         return self.tasks[self.index(iteration)]
 
     def set_state(self, state: JobState, when: float) -> None:
@@ -103,11 +103,7 @@ class JobRecord:
 
     # --- views -------------------------------------------------------------------------
     @staticmethod
-    def history_text(history: List[Tuple[float, JobState]]) -> str:
-        return "".join(f"\n{format_time(t)}: {s.name}" for t, s in history)
-
-    @staticmethod
-    def runtime_view(rec: IterRecord) -> Optional[Dict[str, str]]:
+    def runtime_view(rec: TaskRecord) -> Optional[Dict[str, str]]:
         if rec.runtime is None:
             return None
         out: Dict[str, str] = {}

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from ..states import JobState
-from .registry import JobRecord, format_rtime, format_time
+from .registry import format_rtime
 
-__all__ = ["Flusher", "LineWriter", "format_report", "report_entry"]
+__all__ = ["Flusher", "LineWriter", "format_report"]
 
 
 class LineWriter:
@@ -72,45 +71,6 @@ class Flusher:
             self._handle = None
         for w in self.writers:
             w.close()
-
-
-def report_entry(job: JobRecord, idx: Optional[int]) -> Dict[str, Any]:
-    """The report record of a finished iteration (``idx``) or of a finished job (None)."""
-    if idx is not None:
-        rec = job.tasks[idx]
-        entry: Dict[str, Any] = {
-            "name": f"{job.name}:{job.iteration_of(idx)}",
-            "state": rec.state.name,
-            "history": _history(rec.history_entries(job.submit_time)),
-        }
-        runtime = JobRecord.runtime_view(rec)
-        if runtime:
-            entry["runtime"] = runtime
-        if rec.message:
-            entry["messages"] = rec.message
-        return entry
-    entry = {"name": job.name, "state": job.state.name}
-    if job.iterative:
-        entry["history"] = _history(job.history)
-        entry["iterations"] = job.iterations_view()
-    else:
-        rec = job.tasks[0]
-        entry["history"] = _history(rec.history_entries(job.submit_time))
-        runtime = JobRecord.runtime_view(rec)
-        if runtime:
-            entry["runtime"] = runtime
-    msgs = "; ".join(job.messages) if job.messages else (job.tasks[0].message if not job.iterative else None)
-    if msgs:
-        entry["messages"] = msgs
-    raw = job.desc.raw
-    for key in ("execution", "resources", "dependencies"):
-        if key in raw:
-            entry[key] = raw[key]
-    return entry
-
-
-def _history(history: List[Tuple[float, JobState]]) -> List[Dict[str, str]]:
-    return [{"state": s.name, "date": format_time(t)} for t, s in history]
 
 
 def format_report(entry: Dict[str, Any], fmt: str) -> str:

@@ -2,9 +2,12 @@
 
 It registers with the governor, then runs what it is sent with a
 :class:`~.manager.PartitionManager`, batching its messages into one frame per loop
-iteration. It stops when the governor says so, when the governor has been silent for
-``lost_after`` seconds, when its lifeline pipe (from a governor that started it) closes,
-or on SIGTERM/SIGINT; running tasks are stopped first.
+iteration. Work may arrive in the same frame as the acceptance (a governor with work
+waiting routes some at once). It stops when the governor says so or refuses it (e.g.
+after declaring it lost), when the governor has been silent for ``lost_after`` seconds,
+when its lifeline pipe (from a governor that started it) closes, or on SIGTERM/SIGINT;
+running tasks are stopped first. Exit codes: 0 stopped, 2 refused, 3 no governor
+answered, 4 no node agent came up.
 """
 
 from __future__ import annotations
@@ -14,13 +17,13 @@ import logging
 import os
 import signal
 import socket
-import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ResourceError
 from ..lifeline import watch_lifeline
 from ..protocol.batch import BatchSender
-from ..protocol.codec import DecodeError, decode_batch, encode_batch, receive_batches
+from ..protocol.codec import DecodeError, decode_batch
+from ..protocol.heartbeat import HeartbeatWatcher
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     HeartbeatMsg,
@@ -30,6 +33,7 @@ from ..protocol.messages import (
     ShutdownMsg,
     StoppedMsg,
 )
+from ..protocol.receive import FrameGuard, receive_loop
 from ..protocol.transport import async_context, connect_dealer
 from ..resources import ResourcePool
 from .manager import PartitionManager
@@ -37,6 +41,11 @@ from .manager import PartitionManager
 __all__ = ["RemotePartition"]
 
 _log = logging.getLogger(__name__)
+
+GOVERNOR = "the governor"
+#: heartbeats the governor may miss before this partition stops (a dead governor's
+#: lifeline or srun step ends sooner)
+LOST_AFTER_BEATS = 30
 
 
 class RemotePartition:
@@ -53,10 +62,10 @@ class RemotePartition:
         self.dry_run = dry_run
         self.launcher = launcher
         self.deadline = deadline
+        self.guard = FrameGuard(_log, "partition")
         self._stopped = asyncio.Event()
-        self._last_seen = time.monotonic()
-        self.heartbeat = 1.0
-        self.lost_after = 5.0
+        self._stop_reason: List[str] = []
+        self.manager: Optional[PartitionManager] = None
 
     def _send(self, msg: Message) -> None:
         self.sender.send(msg)
@@ -64,90 +73,111 @@ class RemotePartition:
             self.sender.flush()
             self._stopped.set()
 
+    def stop(self, reason: str) -> None:
+        if not self._stop_reason:
+            _log.warning("stopping: %s", reason)
+            self._stop_reason.append(reason)
+            assert self.manager is not None
+            self.manager.receive(ShutdownMsg(reason))
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         # a routing id of its own: a ROUTER drops a peer whose routing id is taken, so a
         # duplicate --id would never hear the governor's refusal
-        self.sock = connect_dealer(async_context(), self.parent,
-                                      f"{self.id}:{socket.gethostname()}:{os.getpid()}")
-        self.sender = BatchSender(self.sock, "the governor")
-        manager = PartitionManager(loop, self.pool, self._send, executor_options=self.executor_options,
-                                   partition_id=self.id, dry_run=self.dry_run, launcher=self.launcher,
-                                   deadline=self.deadline)
+        self.sock = connect_dealer(async_context(), self.parent, f"{self.id}:{socket.gethostname()}:{os.getpid()}")
+        self.sender = BatchSender(self.sock, GOVERNOR)
+        manager = self.manager = PartitionManager(
+            loop, self.pool, self._send, executor_options=self.executor_options, partition_id=self.id,
+            dry_run=self.dry_run, launcher=self.launcher, deadline=self.deadline)
         try:
-            missing = await manager.prepare()  # node agents (Slurm), before telling the governor our nodes
-        except ResourceError as exc:
-            _log.error("%s", exc)
-            self.sock.close(linger=0)
-            return 4
-        if missing:
-            _log.warning("nodes left out (no agent came up): %s", ", ".join(missing))
-        self.pool = manager.pool
+            try:
+                missing = await manager.prepare()  # node agents (Slurm), before telling the governor our nodes
+            except ResourceError as exc:
+                _log.error("%s", exc)
+                return 4
+            if missing:
+                _log.warning("nodes left out (no agent came up): %s", ", ".join(missing))
+            self.pool = manager.pool
+            code, rest = await self._register()
+            if code != 0:
+                await manager.finish()
+                return code
+            return await self._serve(loop, manager, rest)
+        finally:
+            self.sock.close(linger=2000 if self._stopped.is_set() else 0)
+
+    async def _register(self) -> Tuple[int, List[Message]]:
+        """Register; returns an exit code (0: accepted) and what came with the acceptance."""
         nodes = [n.to_dict() for n in self.pool.nodes]
-        self.sock.send(encode_batch([RegisterMsg(self.id, PROTOCOL_VERSION, nodes, socket.gethostname(),
-                                                 os.getpid())]))
-        try:
-            frame = await asyncio.wait_for(self.sock.recv(), self.register_timeout)
-            reply = decode_batch(frame)
-        except asyncio.TimeoutError:
-            _log.error("no answer from the governor at %s within %gs", self.parent, self.register_timeout)
-            self.sock.close(linger=0)
-            await manager.finish()
-            return 3
-        except DecodeError as exc:
-            _log.error("bad registration reply from the governor: %s", exc)
-            self.sock.close(linger=0)
-            await manager.finish()
-            return 3
-        answer = next((m for m in reply if isinstance(m, RegisteredMsg)), None)
-        if answer is None or not answer.ok:
-            _log.error("registration refused by the governor: %s", answer.message if answer else "no answer")
-            self.sock.close(linger=0)
-            await manager.finish()
-            return 2
-        self.heartbeat = answer.heartbeat
-        self.lost_after = 30 * answer.heartbeat  # a dead governor's lifeline or step ends sooner
-        _log.info("registered with the governor at %s", self.parent)
-        stop_reason: List[str] = []
+        self.sender.send(RegisterMsg(self.id, PROTOCOL_VERSION, nodes, socket.gethostname(), os.getpid()))
+        self.sender.flush()
+        deadline = asyncio.get_running_loop().time() + self.register_timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                frame = await asyncio.wait_for(self.sock.recv(), max(left, 0.0))
+            except asyncio.TimeoutError:
+                _log.error("no answer from the governor at %s within %gs", self.parent, self.register_timeout)
+                return 3, []
+            try:
+                msgs = decode_batch(frame)
+            except DecodeError as exc:
+                self.guard.bad_frame(GOVERNOR, exc)
+                continue
+            pos = next((i for i, m in enumerate(msgs) if isinstance(m, RegisteredMsg)), None)
+            if pos is None:
+                continue
+            answer = msgs[pos]
+            assert isinstance(answer, RegisteredMsg)
+            if not answer.ok:
+                _log.error("registration refused by the governor: %s", answer.message)
+                return 2, []
+            self.heartbeat = answer.heartbeat
+            _log.info("registered with the governor at %s", self.parent)
+            return 0, msgs[pos + 1:]
 
-        def stop(reason: str) -> None:
-            if not stop_reason:
-                _log.warning("stopping: %s", reason)
-                stop_reason.append(reason)
-                manager.receive(ShutdownMsg(reason))
-
+    async def _serve(self, loop: asyncio.AbstractEventLoop, manager: PartitionManager, first: List[Message]) -> int:
+        watcher: HeartbeatWatcher[str] = HeartbeatWatcher(
+            self.heartbeat, LOST_AFTER_BEATS * self.heartbeat,
+            send_beat=lambda _: self._send(HeartbeatMsg(self.pool.used_cores)),
+            on_lost=lambda _, why: self.stop(f"the governor is lost: {why}"))
+        watcher.watch(GOVERNOR)
+        self.watcher = watcher
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop, f"signal {sig}")
+            loop.add_signal_handler(sig, self.stop, f"signal {sig}")
         if self.lifeline_fd is not None:
-            watch_lifeline(loop, self.lifeline_fd, lambda: stop("the governor process exited"))
-        timer: List[asyncio.TimerHandle] = []
-
-        def beat() -> None:
-            if time.monotonic() - self._last_seen > self.lost_after:
-                stop(f"no message from the governor for {self.lost_after:g}s")
-            else:
-                self._send(HeartbeatMsg(self.pool.used_cores))
-            timer[:] = [loop.call_later(self.heartbeat, beat)]
-
-        timer.append(loop.call_later(self.heartbeat, beat))
-        receiver = loop.create_task(self._receive(manager, stop))
-        await self._stopped.wait()
-        receiver.cancel()
-        for t in timer:
-            t.cancel()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        self.sock.close(linger=2000)
+            watch_lifeline(loop, self.lifeline_fd, lambda: self.stop("the governor process exited"))
+        watcher.start(loop)
+        self._handle(first)
+        receiver = loop.create_task(receive_loop(self.sock, self._on_frames, self.guard, lambda _: GOVERNOR))
+        try:
+            await self._stopped.wait()
+        finally:
+            receiver.cancel()
+            watcher.close()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
         await manager.finish()
         return 0
 
-    async def _receive(self, manager: PartitionManager, stop: Any) -> None:
-        async for msgs in receive_batches(self.sock, "the governor", _log):
-            self._last_seen = time.monotonic()
-            for msg in msgs:
-                if isinstance(msg, HeartbeatMsg):
-                    continue
-                if isinstance(msg, ShutdownMsg):
-                    stop(f"the governor asked ({msg.reason})")
-                    continue
-                manager.receive(msg)
+    def _on_frames(self, frames: List[bytes]) -> None:
+        try:
+            msgs = decode_batch(frames[-1])
+        except DecodeError as exc:
+            self.guard.bad_frame(GOVERNOR, exc)
+            return
+        self.watcher.seen(GOVERNOR)
+        self._handle(msgs)
+
+    def _handle(self, msgs: List[Message]) -> None:
+        assert self.manager is not None
+        for msg in msgs:
+            if isinstance(msg, HeartbeatMsg):
+                continue
+            if isinstance(msg, ShutdownMsg):
+                self.stop(f"the governor asked ({msg.reason})")
+            elif isinstance(msg, RegisteredMsg):
+                if not msg.ok:
+                    self.stop(f"the governor refused this partition: {msg.message}")
+            else:
+                self.manager.receive(msg)

@@ -344,7 +344,7 @@ class Scheduler:
         return removed
 
 
-def feasibility(pool: ResourcePool, desc: JobDescription, iter_total: int, with_gpus: bool = True) -> Optional[str]:
+def unfit_reason(pool: ResourcePool, desc: JobDescription, iter_total: int, with_gpus: bool = True) -> Optional[str]:
     """Why ``desc`` can never run on ``pool`` (checked for its first iteration), or None.
     ``with_gpus=False`` checks only the numbers of cores and nodes."""
     spec = TaskSpec(desc, iter_total)

@@ -41,9 +41,10 @@ _log = logging.getLogger(__name__)
 class BatchSender:
     """Queues messages for ``sock`` and sends them in one frame per peer and loop turn.
 
-    ``sock`` should be a blocking (shadow) socket, see
-    :func:`.transport.sync_shadow`: a non-blocking send then fails at once instead of
-    leaving a future behind.
+    ``sock`` is the asyncio socket itself, never a blocking shadow of it: a send on a
+    shadow consumes the edge-triggered event that the asyncio receive waits on, and the
+    receive then stalls. A non-blocking send on an asyncio socket returns a future that
+    is already done; its error is read here (so none is left unretrieved).
     """
 
     def __init__(self, sock: Any, peer: str, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
@@ -79,10 +80,23 @@ class BatchSender:
             frame = encode_batch(msgs)
             try:
                 if to is None:
-                    self.sock.send(frame, flags=zmq.NOBLOCK)
+                    sent_error(self.sock.send(frame, flags=zmq.NOBLOCK))
                 else:
-                    self.sock.send_multipart([to, frame], flags=zmq.NOBLOCK)
+                    sent_error(self.sock.send_multipart([to, frame], flags=zmq.NOBLOCK))
             except zmq.ZMQError as exc:
                 self.failed_sends += 1
                 name = self.peer if to is None else to.decode("utf-8", errors="replace")
                 _log.warning("cannot send %d message(s) to %s: %s", len(msgs), name, exc)
+
+
+def sent_error(result: Any) -> None:
+    """Raise the error of a non-blocking send on an asyncio socket (a done future), if any;
+    a blocking socket's send raised already."""
+    done = getattr(result, "done", None)
+    if done is not None and done():
+        exc = result.exception()
+        if exc is not None:
+            raise exc
+
+
+__all__ += ["sent_error"]

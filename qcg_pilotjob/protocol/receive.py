@@ -91,7 +91,14 @@ def _peer(peer_of: Callable[[List[bytes]], str], frames: List[bytes]) -> str:
 
 def identity_of(frames: List[bytes]) -> str:
     """The peer name of a ROUTER frame: its routing identity, printable."""
-    return frames[0].decode("utf-8", errors="replace") if len(frames) > 1 else "an unknown peer"
+    if len(frames) < 2:
+        return "an unknown peer"
+    ident = frames[0]
+    try:
+        text = ident.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    return text if text and text.isprintable() else f"0x{ident.hex()}"
 
 
 __all__ += ["identity_of"]

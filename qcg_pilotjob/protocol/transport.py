@@ -31,7 +31,6 @@ __all__ = [
     "external_address",
     "parse_address",
     "sync_context",
-    "sync_shadow",
 ]
 
 #: Largest message a server accepts; a peer sending more is disconnected by ZMQ.
@@ -146,8 +145,3 @@ def connect_dealer(ctx: zmq.asyncio.Context, address: str, identity: str) -> zmq
     sock.connect(address)
     return sock
 
-
-def sync_shadow(sock: zmq.asyncio.Socket) -> zmq.Socket:
-    """A blocking view of an asyncio socket, for non-blocking sends that fail at once
-    (an asyncio socket's send returns a future that would hold the error)."""
-    return zmq.Socket.shadow(sock.underlying)

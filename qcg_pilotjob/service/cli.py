@@ -88,7 +88,8 @@ def cli(**kw: Any) -> None:
 
 
 def run(cfg: ServiceConfig) -> int:
-    from .runtime import Service, run_partition
+    from ..partition.entry import run_partition
+    from .runtime import Service
 
     try:
         cfg = cfg.validate()

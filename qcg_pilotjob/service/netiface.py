@@ -2,7 +2,8 @@
 
 Requests arrive on a ROUTER socket (REQ clients see a REP server), are decoded as msgpack
 or JSON, handled by the front synchronously and answered in the request's encoding.
-Undecodable frames get an error reply; the service keeps serving.
+Undecodable frames get an error reply and are logged at WARNING with the peer's identity;
+the service keeps serving.
 
 Events go out on a PUB socket as QCG-PilotJob formats them, ``"<TOPIC> <json>"``:
 ``IFI`` (an iteration finished), ``JFI`` (a job finished), ``NOJ`` (no unfinished jobs
@@ -19,11 +20,13 @@ from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 import zmq
 
+from ..protocol.batch import sent_error
+from ..protocol.receive import FrameGuard, identity_of, receive_loop
 from ..protocol.transport import async_context, bind_publisher, bind_request_server
 from ..protocol.wire import WireError, decode_request, encode_reply
 
 if TYPE_CHECKING:
-    from ..governor.front import Front
+    from ..front.core import Front
 
 __all__ = ["EventPublisher", "NetInterface"]
 
@@ -45,7 +48,12 @@ class EventPublisher:
 
 
 class NetInterface:
-    """Serves client requests until :meth:`close`."""
+    """Serves client requests until :meth:`close`.
+
+    One :func:`~..protocol.receive.receive_loop` serves clients and, in governor mode,
+    partitions (frames without an empty delimiter go to ``partition_handler``). Each
+    frame is handled under the loop's guard: no frame can stop the loop.
+    """
 
     def __init__(self, front: Front, *, host: str = "*", port: Optional[int] = None, port_min: int = 2222,
                  port_max: int = 9999, on_request: Optional[Callable[[], None]] = None) -> None:
@@ -54,49 +62,47 @@ class NetInterface:
         self.on_request = on_request
         #: governor mode: frames without an empty delimiter come from partition DEALERs
         self.partition_handler: Optional[Callable[[bytes, bytes], None]] = None
+        self.guard = FrameGuard(_log, "network interface")
         self._task: Optional[asyncio.Task[None]] = None
         self.requests = 0
-        self.bad_frames = 0
+
+    @property
+    def bad_frames(self) -> int:
+        return self.guard.bad_frames
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._serve())
+        self._task = asyncio.get_running_loop().create_task(
+            receive_loop(self.sock, self._on_frames, self.guard, identity_of))
 
-    async def _serve(self) -> None:
-        sock = self.sock
-        while True:
-            try:
-                frames: List[bytes] = await sock.recv_multipart()
-            except asyncio.CancelledError:
-                raise
-            except zmq.ZMQError as exc:
-                if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
-                    return
-                _log.warning("network interface: receive failed: %s", exc)
-                continue
-            if len(frames) < 2:
-                self.bad_frames += 1
-                _log.warning("network interface: dropped a message with %d frame(s)", len(frames))
-                continue
-            if len(frames) == 2 and self.partition_handler is not None:
-                self.partition_handler(frames[0], frames[1])
-                continue
-            envelope, payload = frames[:-1], frames[-1]
-            try:
-                request, encoding = decode_request(payload)
-            except WireError as exc:
-                self.bad_frames += 1
-                _log.warning("network interface: bad request (%d bytes): %s", len(payload), exc)
-                reply = {"code": 1, "message": f"Invalid request: {exc}"}
-                encoding = exc.encoding
-            else:
-                self.requests += 1
-                reply = self.front.handle_request(request)
-            try:
-                await sock.send_multipart([*envelope, encode_reply(reply, encoding)])
-            except zmq.ZMQError as exc:
-                _log.warning("network interface: cannot send a reply: %s", exc)
-            if self.on_request is not None:
-                self.on_request()
+    def _on_frames(self, frames: List[bytes]) -> None:
+        if len(frames) < 2:
+            self.guard.bad_frame(identity_of(frames), f"a message with {len(frames)} frame(s)")
+            return
+        if len(frames) == 2 and self.partition_handler is not None:
+            self.partition_handler(frames[0], frames[1])
+            return
+        envelope, payload = frames[:-1], frames[-1]
+        try:
+            request, encoding = decode_request(payload)
+        except WireError as exc:
+            self.guard.bad_frame(f"client {identity_of(frames)}", f"bad request ({len(payload)} bytes): {exc}")
+            reply: Any = {"code": 1, "message": f"Invalid request: {exc}"}
+            encoding = exc.encoding
+        else:
+            self.requests += 1
+            reply = self.front.handle_request(request)
+        try:
+            data = encode_reply(reply, encoding)
+        except Exception as exc:  # a reply that cannot be encoded still gets an answer
+            _log.exception("network interface: cannot encode a reply")
+            data = encode_reply({"code": 1, "message": f"Failed to encode the reply: {type(exc).__name__}"},
+                                encoding)
+        try:
+            sent_error(self.sock.send_multipart([*envelope, data], flags=zmq.NOBLOCK))
+        except zmq.ZMQError as exc:
+            _log.warning("network interface: cannot send a reply: %s", exc)
+        if self.on_request is not None:
+            self.on_request()
 
     async def close(self) -> None:
         if self._task is not None:

@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING, Optional
 from ..states import JobState
 
 if TYPE_CHECKING:
-    from ..governor.front import Front
+    from ..front.core import Front
 
 __all__ = ["Progress"]
 

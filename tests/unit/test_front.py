@@ -1,4 +1,4 @@
-"""Unit tests of qcg_pilotjob.governor.front: requests, registry and dependencies, with a
+"""Unit tests of qcg_pilotjob.front: requests, registry and dependencies, with a
 fake partition (messages collected in a list, events fed back by hand)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from qcg_pilotjob.governor.front import Front, PartitionLink
-from qcg_pilotjob.governor.journal import Journal
-from qcg_pilotjob.governor.reports import LineWriter
+from qcg_pilotjob.front.core import Front, PartitionLink
+from qcg_pilotjob.front.journal import Journal
+from qcg_pilotjob.front.reports import LineWriter
 from qcg_pilotjob.protocol.messages import (
     CancelMsg,
     DispatchMsg,
@@ -47,6 +47,12 @@ class Harness:
 
     def event(self, job: str, it: Optional[int], state: JobState, used: int = 0,
               data: Optional[Dict[str, Any]] = None) -> None:
+        self.events((job, it, state), used=used, data=data)
+
+    def ran(self, job: str, it: Optional[int], state: JobState = JobState.SUCCEED, used: int = 0,
+            data: Optional[Dict[str, Any]] = None) -> None:
+        """The task started, then ended in ``state`` (a task must run to succeed)."""
+        self.events((job, it, JobState.EXECUTING), used=used)
         self.events((job, it, state), used=used, data=data)
 
     def dispatched(self) -> List[Tuple[str, Optional[List[Tuple[int, int]]]]]:
@@ -271,7 +277,7 @@ def test_iteration_status(h: Harness) -> None:
     assert h.status("it:1") == "EXECUTING"
     assert h.status("it:0") == "QUEUED"
     assert h.status("it") == "EXECUTING"
-    h.event("it", 1, JobState.SUCCEED)
+    h.ran("it", 1, JobState.SUCCEED)
     assert h.status("it:1") == "SUCCEED"
     jobs = h.req("jobStatus", jobNames=["it:3", "it:x", "plain:0", "zz:1"])["data"]["jobs"]
     assert jobs["it:3"] == {"status": 1, "message": "Unknown iteration 3 for job it"}
@@ -283,7 +289,7 @@ def test_iteration_status(h: Harness) -> None:
 def test_job_info_of_finished_job(h: Harness) -> None:
     h.submit(job("a"))
     h.event("a", None, JobState.EXECUTING, used=1, data={"allocation": "n0[0]", "wd": "/w", "pid": 12})
-    h.event("a", None, JobState.SUCCEED, data={"exit_code": 0, "rtime": 1.5})
+    h.ran("a", None, JobState.SUCCEED, data={"exit_code": 0, "rtime": 1.5})
     info = h.info("a")
     assert info["status"] == "SUCCEED"
     assert info["runtime"] == {"allocation": "n0[0]", "wd": "/w", "pid": "12", "exit_code": "0",
@@ -294,7 +300,7 @@ def test_job_info_of_finished_job(h: Harness) -> None:
 
 def test_job_info_of_iterative_job(h: Harness) -> None:
     h.submit(job("it", iterations=2))
-    h.event("it", 0, JobState.SUCCEED, data={"exit_code": 0})
+    h.ran("it", 0, JobState.SUCCEED, data={"exit_code": 0})
     h.event("it", 1, JobState.FAILED, data={"exit_code": 3, "message": "exit code 3"})
     info = h.info("it", withChilds=True)
     assert info["status"] == "FAILED"
@@ -314,23 +320,23 @@ def test_chain_dispatch_order(h: Harness) -> None:
     assert h.dispatched() == [("a", None)]
     h.event("a", None, JobState.EXECUTING, used=1)
     assert h.dispatched() == []
-    h.event("a", None, JobState.SUCCEED)
+    h.ran("a", None, JobState.SUCCEED)
     assert h.dispatched() == [("b", None)]
     assert h.status("c") == "QUEUED"
-    h.event("b", None, JobState.SUCCEED)
+    h.ran("b", None, JobState.SUCCEED)
     assert h.dispatched() == [("c", None)]
 
 
 def test_dependency_later_in_same_request(h: Harness) -> None:
     h.submit(job("b", after=["a"]), job("a"))
     assert h.dispatched() == [("a", None)]
-    h.event("a", None, JobState.SUCCEED)
+    h.ran("a", None, JobState.SUCCEED)
     assert h.dispatched() == [("b", None)]
 
 
 def test_dependency_on_finished_job(h: Harness) -> None:
     h.submit(job("a"))
-    h.event("a", None, JobState.SUCCEED)
+    h.ran("a", None, JobState.SUCCEED)
     h.dispatched()
     h.submit(job("b", after=["a"]))
     assert h.dispatched() == [("b", None)]
@@ -371,9 +377,9 @@ def test_single_iteration_dependency(h: Harness) -> None:
     h.submit(job("a", iterations=3), job("b", after=["a:1"]), job("c", after=["a:7"]))
     assert h.dispatched() == [("a", [(0, 3)])]
     assert h.status("c") == "OMITTED"
-    h.event("a", 0, JobState.SUCCEED)
+    h.ran("a", 0, JobState.SUCCEED)
     assert h.dispatched() == []
-    h.event("a", 1, JobState.SUCCEED)
+    h.ran("a", 1, JobState.SUCCEED)
     assert h.dispatched() == [("b", None)]
 
 
@@ -381,9 +387,9 @@ def test_per_iteration_dependencies(h: Harness) -> None:
     h.submit(job("a", iterations=3), job("b", after=["a:${it}"], iterations=3),
              job("c", after=["b:${it}"], iterations=3))
     assert h.dispatched() == [("a", [(0, 3)])]
-    h.event("a", 1, JobState.SUCCEED)
+    h.ran("a", 1, JobState.SUCCEED)
     assert h.dispatched() == [("b", [(1, 2)])]
-    h.event("a", 0, JobState.SUCCEED)
+    h.ran("a", 0, JobState.SUCCEED)
     assert h.dispatched() == [("b", [(0, 1)])]
     # a:2 is cancelled on the partition: b:2 and then c:2 are omitted
     resp = h.req("cancelJob", jobNames=["a:2"])
@@ -394,14 +400,15 @@ def test_per_iteration_dependencies(h: Harness) -> None:
     assert h.status("b:2") == "OMITTED"
     assert h.status("c:2") == "OMITTED"
     assert h.dispatched() == []
-    h.event("b", 0, JobState.SUCCEED)
+    h.ran("b", 0, JobState.SUCCEED)
     assert h.dispatched() == [("c", [(0, 1)])]
-    h.event("b", 1, JobState.SUCCEED)
+    h.ran("b", 1, JobState.SUCCEED)
     assert h.dispatched() == [("c", [(1, 2)])]
     assert h.status("b") == "FAILED"
     assert "1 of 3 iterations did not succeed" in h.info("b")["messages"]
     assert "dependency 'a:2' finished CANCELED" in h.info("b:2")["messages"]
     assert "dependency 'b:2' finished OMITTED" in h.info("c:2")["messages"]
+    h.events(("c", 0, JobState.EXECUTING), ("c", 1, JobState.EXECUTING))
     h.events(("c", 0, JobState.SUCCEED), ("c", 1, JobState.SUCCEED))
     assert h.status("c") == "FAILED"
     assert h.req("status", options={"allJobsFinished": True})["data"] == {"AllJobsFinished": True}
@@ -423,11 +430,11 @@ def test_per_iteration_dependency_on_missing_job(h: Harness) -> None:
 def test_whole_and_per_iteration_dependencies(h: Harness) -> None:
     h.submit(job("x"), job("a", iterations=2), job("b", after=["x", "a:${it}"], iterations=2))
     h.dispatched()
-    h.event("a", 0, JobState.SUCCEED)
+    h.ran("a", 0, JobState.SUCCEED)
     assert h.dispatched() == []  # still waits for x
-    h.event("x", None, JobState.SUCCEED)
+    h.ran("x", None, JobState.SUCCEED)
     assert h.dispatched() == [("b", [(0, 1)])]
-    h.event("a", 1, JobState.SUCCEED)
+    h.ran("a", 1, JobState.SUCCEED)
     assert h.dispatched() == [("b", [(1, 2)])]
 
 
@@ -440,7 +447,7 @@ def test_cancel_queued_not_dispatched(h: Harness) -> None:
     assert resp == {"code": 0, "message": "1 jobs canceled", "data": {"canceled": 1}}
     assert h.status("b") == "CANCELED"
     assert h.others() == []  # nothing to tell the partition
-    h.event("a", None, JobState.SUCCEED)
+    h.ran("a", None, JobState.SUCCEED)
     assert h.dispatched() == []
 
 
@@ -453,6 +460,7 @@ def test_cancel_dispatched_sends_cancel(h: Harness) -> None:
     assert h.status("a") == "QUEUED"  # until the partition reports
     h.event("a", None, JobState.CANCELED)
     assert h.status("a") == "CANCELED"
+    h.events(("it", 0, JobState.EXECUTING))
     h.events(("it", 0, JobState.SUCCEED), ("it", 1, JobState.CANCELED), ("it", 2, JobState.CANCELED))
     assert h.status("it") == "CANCELED"
 
@@ -475,8 +483,8 @@ def test_cancel_undispatched_iterative_job(h: Harness) -> None:
 
 def test_cancel_finished_and_unknown_job(h: Harness) -> None:
     h.submit(job("a"), job("it", iterations=2))
-    h.event("a", None, JobState.SUCCEED)
-    h.event("it", 0, JobState.SUCCEED)
+    h.ran("a", None, JobState.SUCCEED)
+    h.ran("it", 0, JobState.SUCCEED)
     h.sent.clear()
     resp = h.req("cancelJob", jobNames=["a", "zz", "it:0"])
     assert resp["code"] == 0
@@ -501,7 +509,7 @@ def test_remove_unfinished_job(h: Harness) -> None:
 
 def test_remove_finished_job_and_reuse_name(h: Harness) -> None:
     h.submit(job("x"))
-    h.event("x", None, JobState.SUCCEED)
+    h.ran("x", None, JobState.SUCCEED)
     h.dispatched()
     resp = h.req("removeJob", jobNames=["x"])
     assert resp == {"code": 0, "data": {"removed": 1}}
@@ -516,7 +524,7 @@ def test_remove_finished_job_and_reuse_name(h: Harness) -> None:
 
 def test_events_for_removed_job_are_ignored(h: Harness) -> None:
     h.submit(job("x"))
-    h.event("x", None, JobState.SUCCEED)
+    h.ran("x", None, JobState.SUCCEED)
     h.req("removeJob", jobNames=["x"])
     h.event("x", None, JobState.FAILED, used=0)
     assert h.req("listJobs")["data"]["length"] == 0
@@ -531,7 +539,7 @@ def test_resources_info_reflects_events(h: Harness) -> None:
     h.event("a", None, JobState.EXECUTING, used=3)
     assert h.req("resourcesInfo")["data"] == {"total_nodes": 1, "total_cores": 4, "used_cores": 3,
                                               "free_cores": 1}
-    h.event("a", None, JobState.SUCCEED, used=0)
+    h.ran("a", None, JobState.SUCCEED, used=0)
     assert h.req("resourcesInfo")["data"]["used_cores"] == 0
 
 
@@ -550,6 +558,7 @@ def test_status_all_jobs_finished(h: Harness) -> None:
     assert h.req("status", options={"allJobsFinished": True}) == {"code": 0, "data": {"AllJobsFinished": True}}
     h.submit(job("a"), job("b", iterations=2))
     assert h.req("status", options={"allJobsFinished": True})["data"] == {"AllJobsFinished": False}
+    h.events(("a", None, JobState.EXECUTING), ("b", 0, JobState.EXECUTING))
     h.events(("a", None, JobState.SUCCEED), ("b", 0, JobState.SUCCEED))
     assert h.req("status", options={"allJobsFinished": True})["data"] == {"AllJobsFinished": False}
     h.event("b", 1, JobState.FAILED)
@@ -560,7 +569,7 @@ def test_status_all_jobs_finished(h: Harness) -> None:
 def test_full_status_counts(h: Harness) -> None:
     h.submit(job("a"), job("b", iterations=3), job("c", after=["nope"]))
     h.event("b", 0, JobState.EXECUTING, used=1)
-    h.event("a", None, JobState.SUCCEED, used=1)
+    h.ran("a", None, JobState.SUCCEED, used=1)
     h.event("b", 1, JobState.FAILED, used=1)
     data = h.req("status")["data"]
     assert data["System"]["InstanceId"] == "t"

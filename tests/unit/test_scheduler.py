@@ -13,8 +13,8 @@ from qcg_pilotjob.partition.scheduler import (
     Scheduler,
     ScheduleResult,
     TaskSpec,
-    feasibility,
     iteration_size,
+    unfit_reason,
 )
 from qcg_pilotjob.resources import ResourcePool, parse_nodes_spec
 
@@ -381,15 +381,15 @@ def test_release_one_starts_one_iteration_of_big_job() -> None:
     assert len(s) == 9_997
 
 
-# ---- feasibility (submit-time check) ---------------------------------------------------------------
+# ---- unfit_reason (submit-time check) ---------------------------------------------------------------
 
 def test_feasibility() -> None:
     pool = ResourcePool(parse_nodes_spec("4"))
-    assert feasibility(pool, desc("a", {"numCores": 4}), 1) is None
-    assert feasibility(pool, desc("a", {"numCores": 5}), 1) == \
+    assert unfit_reason(pool, desc("a", {"numCores": 4}), 1) is None
+    assert unfit_reason(pool, desc("a", {"numCores": 5}), 1) == \
         "requested 5 cores but the resources have 4 in total"
-    assert "gpu" in (feasibility(pool, desc("g", {"nodeCrs": {"gpu": 1}}), 1) or "")
-    assert "leave nothing" in (feasibility(
+    assert "gpu" in (unfit_reason(pool, desc("g", {"nodeCrs": {"gpu": 1}}), 1) or "")
+    assert "leave nothing" in (unfit_reason(
         pool, desc("s", {"numCores": {"scheduler": {"name": "split-into", "params": {"parts": 8}}}},
                    iterations=2), 2) or "")
 

@@ -1,0 +1,158 @@
+"""Read-only views of the registry: job status and info, the job list, the service status
+and the report entries. Nothing here changes state.
+
+A task's fields (state, history, runtime, messages) are built by one function,
+:func:`task_fields`, for ``jobInfo`` (history as text) and for ``jobs.report`` (history
+as a list), so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
+
+from ..states import JobState
+from .registry import JobRecord, TaskRecord, format_time
+
+if TYPE_CHECKING:
+    from .core import Front
+
+__all__ = ["job_info", "job_list", "report_entry", "resources", "status", "task_fields"]
+
+History = List[Tuple[float, JobState]]
+
+
+def history_text(history: History) -> str:
+    return "".join(f"\n{format_time(t)}: {s.name}" for t, s in history)
+
+
+def history_list(history: History) -> List[Dict[str, str]]:
+    return [{"state": s.name, "date": format_time(t)} for t, s in history]
+
+
+def task_fields(rec: TaskRecord, submit_time: float, history: Callable[[History], Any],
+                message: Optional[str] = None) -> Dict[str, Any]:
+    """``history``, ``runtime`` and ``messages`` of one task (``message``: the one to show
+    if the task has none of its own)."""
+    out: Dict[str, Any] = {"history": history(rec.history_entries(submit_time))}
+    runtime = JobRecord.runtime_view(rec)
+    if runtime:
+        out["runtime"] = runtime
+    msg = rec.message or message
+    if msg:
+        out["messages"] = msg
+    return out
+
+
+def _job_messages(job: JobRecord) -> Optional[str]:
+    return "; ".join(job.messages) if job.messages else None
+
+
+def job_info(job: JobRecord, it: Optional[int], name: str, with_childs: bool) -> Dict[str, Any]:
+    """The ``jobInfo`` data of a job (``it`` None) or of one of its iterations."""
+    if it is not None:
+        rec = job.task(it)
+        return {"jobName": name, "status": rec.state.name, **task_fields(rec, job.submit_time, history_text)}
+    data: Dict[str, Any] = {"jobName": name, "status": job.state.name}
+    if not job.iterative:
+        data.update(task_fields(job.tasks[0], job.submit_time, history_text, _job_messages(job)))
+        return data
+    data["iterations"] = job.iterations_view()
+    data["history"] = history_text(job.history)
+    if with_childs:
+        childs = []
+        for idx, rec in enumerate(job.tasks):
+            child: Dict[str, Any] = {"iteration": job.iteration_of(idx), "state": rec.state.name}
+            fields = task_fields(rec, job.submit_time, history_text)
+            del fields["history"]
+            child.update(fields)
+            childs.append(child)
+        data["childs"] = childs
+    msgs = _job_messages(job)
+    if msgs:
+        data["messages"] = msgs
+    return data
+
+
+def report_entry(job: JobRecord, idx: Optional[int]) -> Dict[str, Any]:
+    """The report record of a finished iteration (``idx``) or of a finished job (None)."""
+    if idx is not None:
+        rec = job.tasks[idx]
+        return {"name": f"{job.name}:{job.iteration_of(idx)}", "state": rec.state.name,
+                **task_fields(rec, job.submit_time, history_list)}
+    entry: Dict[str, Any] = {"name": job.name, "state": job.state.name}
+    if job.iterative:
+        entry["history"] = history_list(job.history)
+        entry["iterations"] = job.iterations_view()
+        msgs = _job_messages(job)
+        if msgs:
+            entry["messages"] = msgs
+    else:
+        entry.update(task_fields(job.tasks[0], job.submit_time, history_list))
+        msgs = _job_messages(job)
+        if msgs:  # a job's own messages first (they include its task's)
+            entry["messages"] = msgs
+    raw = job.desc.raw
+    for key in ("execution", "resources", "dependencies"):
+        if key in raw:
+            entry[key] = raw[key]
+    return entry
+
+
+def job_list(jobs: Dict[str, JobRecord]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for name, job in jobs.items():
+        entry: Dict[str, Any] = {"status": job.state.name}
+        if job.messages:
+            entry["messages"] = "; ".join(job.messages)
+        elif not job.iterative and job.tasks[0].message:
+            entry["messages"] = job.tasks[0].message
+        out[name] = entry
+    return {"length": len(out), "jobs": out}
+
+
+def resources(front: Front) -> Dict[str, int]:
+    total, used = front.total_cores, front.used_cores
+    return {"total_nodes": front.total_nodes, "total_cores": total, "used_cores": used, "free_cores": total - used}
+
+
+def status(front: Front) -> Dict[str, Any]:
+    """The ``status`` request's data (and ``final_status``)."""
+    now = time.time()
+    c, t = front.job_counts, front.task_counts
+    total, used = front.total_cores, front.used_cores
+    return {
+        "System": {
+            "InstanceId": front.instance_id,
+            "Host": socket.gethostname(),
+            "Started": str(datetime.datetime.fromtimestamp(front.started)),
+            "Generated": str(datetime.datetime.fromtimestamp(now)),
+            "Uptime": str(datetime.timedelta(seconds=now - front.started)),
+            "Zmqaddress": front.zmq_address,
+            "StatusPublisher": front.publisher_address,
+            "Ifaces": list(front.interfaces),
+            "Partitions": sum(1 for link in front.links if link.live),
+        },
+        "Resources": {"TotalNodes": front.total_nodes, "TotalCores": total, "UsedCores": used,
+                      "FreeCores": total - used},
+        "JobStats": {
+            "TotalJobs": len(front.jobs),
+            "InScheduleJobs": c[JobState.QUEUED] + c[JobState.SCHEDULED],
+            "ExecutingJobs": c[JobState.EXECUTING],
+            "FinishedJobs": c[JobState.SUCCEED],
+            "FailedJobs": c[JobState.FAILED],
+            "CanceledJobs": c[JobState.CANCELED],
+            "OmittedJobs": c[JobState.OMITTED],
+        },
+        "IterationStats": {
+            "TotalIterations": sum(t.values()),
+            "InScheduleIterations": t[JobState.QUEUED] + t[JobState.SCHEDULED],
+            "ExecutingIterations": t[JobState.EXECUTING],
+            "FinishedIterations": t[JobState.SUCCEED],
+            "FailedIterations": t[JobState.FAILED],
+            "CanceledIterations": t[JobState.CANCELED],
+            "OmittedIterations": t[JobState.OMITTED],
+        },
+    }

@@ -1,0 +1,46 @@
+"""Ending process groups that were left behind, safely.
+
+A task runs in a session of its own, so its pid is also its process group id. A process
+group is killed only if a process with that pid still exists and was created when the
+task started (within ``tolerance`` seconds): a pid the system gave to an unrelated
+process since is left alone. Used by ``--resume`` (tasks a killed service left running)
+and by a governor that lost a partition on its own host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import Iterable, Tuple
+
+import psutil
+
+__all__ = ["end_process_groups", "kill_process"]
+
+_log = logging.getLogger(__name__)
+
+
+def end_process_groups(procs: Iterable[Tuple[int, float]], tolerance: float = 5.0) -> int:
+    """SIGKILL the process group of each ``(pid, start time)`` still running; returns how
+    many were ended."""
+    ended = 0
+    for pid, started in procs:
+        try:
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - started) > tolerance:
+                continue  # the pid was reused by an unrelated process
+            os.killpg(pid, signal.SIGKILL)
+            ended += 1
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            continue
+    return ended
+
+
+def kill_process(pid: int) -> bool:
+    """SIGKILL one process (e.g. a hung partition manager); False if it was gone."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True

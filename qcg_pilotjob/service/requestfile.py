@@ -1,0 +1,64 @@
+"""The file interface: a JSON list of requests, handled in order by the front.
+
+Each request done is journalled, so a resumed run does not do it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any, Callable, List
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..front.core import Front
+    from ..front.journal import Journal
+
+__all__ = ["load_requests", "process_requests"]
+
+_log = logging.getLogger("qcg_pilotjob.service")
+
+
+def load_requests(path: str) -> List[Any]:
+    """Read a request file: a JSON list of requests (a single object is taken as one)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read request file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"request file {path} is not valid JSON: {exc}") from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise ConfigError(f"request file {path} must hold a JSON list of requests, not {type(data).__name__}")
+    return data
+
+
+def _short(obj: Any, limit: int = 300) -> str:
+    text = json.dumps(obj, default=str, separators=(",", ":"))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+async def process_requests(front: Front, journal: Journal, path: str, requests: List[Any], offset: int,
+                           interrupted: Callable[[], bool]) -> bool:
+    """Handle ``requests[offset:]``; False if ``interrupted()`` stopped it before the end."""
+    total = len(requests)
+    for index in range(offset, total):
+        if interrupted():
+            return False
+        req = requests[index]
+        resp = front.handle_request(req)
+        journal.record("file", path=path, done=index + 1)
+        name = req.get("request") if isinstance(req, dict) else None
+        if resp.get("code") == 0:
+            _log.info("request %d/%d (%s): %s", index + 1, total, name, _short(resp))
+        else:
+            _log.error("request %d/%d (%s) failed: %s", index + 1, total, name, resp.get("message"))
+        if index % 64 == 63:
+            await asyncio.sleep(0)  # let started tasks be reaped between large batches
+    return True
