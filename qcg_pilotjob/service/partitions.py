@@ -25,6 +25,7 @@ from ..front.links import PartitionLink, Stopper
 from ..processes import end_process_groups, kill_process
 from ..protocol.messages import RegisterMsg
 from ..resources import Node
+from ..slurm.srun import cancel_steps, step_command
 from .config import ServiceConfig
 
 __all__ = ["PartitionProcess", "local_stopper", "spawn_partitions", "stopper_for"]
@@ -54,8 +55,6 @@ def slurm_stopper(job_id: str) -> Stopper:
     node agents' steps (an agent kills its tasks when its step ends)."""
 
     def stop(link: PartitionLink, procs: Procs) -> str:
-        from ..slurm.srun import cancel_steps
-
         names = [link.name, *(f"agent-{n.name}" for n in link.pool.nodes)]
         steps = cancel_steps(job_id, names)
         return _ended([f"srun step(s) {', '.join(steps)}"] if steps else [])
@@ -158,9 +157,7 @@ def spawn_partitions(loop: asyncio.AbstractEventLoop, cfg: ServiceConfig, nodes:
         os.makedirs(part_aux, exist_ok=True)
         args = partition_args(cfg, name, group, address, wd, part_aux, launcher)
         if launcher is not None:
-            from ..slurm.srun import step_command
-
-            args = step_command(group[0].name, args, name=name)
+            args = step_command(group[0].name, args, name=name, unbuffered=True)
         children.append(PartitionProcess(loop, name, args, part_aux, on_exit, lifeline=launcher is None))
     _log.info("started %d partition managers of up to %d nodes", len(children), size)
     return children

@@ -1,0 +1,183 @@
+"""Unit tests of the pure router (qcg_pilotjob.front.router): no sockets, no front."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Deque, Dict, List, Optional
+
+from qcg_pilotjob.front.links import PartitionLink
+from qcg_pilotjob.front.registry import JobRecord
+from qcg_pilotjob.front.router import ReadyEntry, Router
+from qcg_pilotjob.jobdesc import JobDescription
+from qcg_pilotjob.protocol.messages import Message
+from qcg_pilotjob.resources import ResourcePool, parse_nodes_spec
+from qcg_pilotjob.states import JobState
+
+_seq = 0
+
+
+def record(name: str, iterations: Optional[int] = None, **resources: Any) -> JobRecord:
+    global _seq
+    data: Dict[str, Any] = {"name": name, "execution": {"exec": "/bin/true"}}
+    if iterations is not None:
+        data["iteration"] = {"stop": iterations}
+    if resources:
+        data["resources"] = resources
+    _seq += 1
+    return JobRecord(JobDescription.from_dict(data), time.time(), _seq)
+
+
+def links(*specs: str) -> List[PartitionLink]:
+    sent: List[Message] = []
+    return [PartitionLink(i, f"p{i}", ResourcePool(parse_nodes_spec(s)), sent.append) for i, s in enumerate(specs)]
+
+
+def ready_of(*jobs: JobRecord) -> Deque[ReadyEntry]:
+    return deque(ReadyEntry(job, list(range(job.total))) for job in jobs)
+
+
+def routed(router: Router, ready: Deque[ReadyEntry], lks: List[PartitionLink], final: bool = False
+           ) -> Dict[str, int]:
+    """Route once, mark the routed tasks as the front would; tasks per partition name."""
+    out: Dict[str, int] = {}
+    routing = router.route(ready, lks, final=final)
+    for d in routing.dispatches:
+        for idx in d.idxs:
+            d.job.tasks[idx].partition = d.link.index
+        out[d.link.name] = out.get(d.link.name, 0) + len(d.idxs)
+    return out
+
+
+def finish(job: JobRecord, link: PartitionLink, count: int, router: Router) -> None:
+    """``count`` tasks of ``job`` on ``link`` end (what the front does on final events)."""
+    done = 0
+    for rec in job.tasks:
+        if done == count:
+            break
+        if rec.partition == link.index and not rec.state.is_final:
+            rec.state = JobState.SUCCEED
+            link.outstanding -= router.known_weight(job.name)
+            done += 1
+
+
+def test_single_partition_takes_everything_at_once() -> None:
+    router, lks = Router(), links("2")
+    ready = ready_of(record("a", 1000))
+    assert routed(router, ready, lks) == {"p0": 1000}
+    assert not ready
+
+
+def test_equal_shares_between_partitions() -> None:
+    router, lks = Router(), links("2", "2")
+    ready = ready_of(record("a", 100))
+    assert routed(router, ready, lks) == {"p0": 50, "p1": 50}
+
+
+def test_windows_keep_the_rest_in_the_front() -> None:
+    router, lks = Router(), links("2", "2")
+    ready = ready_of(record("a", 1000))
+    assert routed(router, ready, lks) == {"p0": 64, "p1": 64}
+    assert sum(len(e.idxs) for e in ready) == 1000 - 128
+    assert all(lk.credit == 0 for lk in lks)
+
+
+def test_busy_partition_topped_up_a_batch_at_a_time() -> None:
+    router, lks = Router(), links("2", "2")
+    job = record("a", 1000)
+    ready = ready_of(job)
+    routed(router, ready, lks)
+    finish(job, lks[0], 1, router)
+    assert routed(router, ready, lks) == {}  # one free slot: no message per task
+    finish(job, lks[0], 15, router)
+    assert routed(router, ready, lks) == {"p0": 16}  # a batch: window // 4
+
+
+def test_lookahead_passes_a_head_that_fits_nowhere_now() -> None:
+    router, lks = Router(), links("64", "64")
+    ready = ready_of(record("filler", 500))
+    assert routed(router, ready, lks) == {"p0": 250, "p1": 250}  # windows of 256: a credit of 6 each
+    big = record("big", None, numCores=8)
+    small = record("small")
+    ready.extend(ready_of(big, small))
+    assert routed(router, ready, lks) == {"p0": 1}  # small goes past big (8 cores fit no window now)
+    assert [e.job.name for e in ready] == ["big"]
+
+
+def test_whole_job_with_an_iteration_scheduler_goes_to_one_partition() -> None:
+    router, lks = Router(), links("2", "2")
+    job = record("mi", 10, numCores={"min": 1, "scheduler": {"name": "maximum-iters"}})
+    assert routed(router, ready_of(job), lks) in ({"p0": 10}, {"p1": 10})
+
+
+def test_nothing_routed_without_partitions_until_one_joins() -> None:
+    router = Router()
+    ready = ready_of(record("a", 10))
+    assert routed(router, ready, []) == {}
+    assert sum(len(e.idxs) for e in ready) == 10
+    lks = links("4")
+    assert routed(router, ready, lks) == {"p0": 10}
+
+
+def test_partition_joining_while_work_waits_gets_work() -> None:
+    router = Router()
+    first, second = links("2", "2")
+    ready = ready_of(record("c", 1000))
+    routed(router, ready, [first])  # one partition: it takes all (its scheduler orders it)
+    assert not ready
+    router = Router()
+    first, second, third = links("2", "2", "2")
+    ready = ready_of(record("d", 1000))
+    first.outstanding = first.window  # both busy
+    second.outstanding = second.window
+    third.lost = True  # not there yet
+    assert routed(router, ready, [first, second, third]) == {}
+    third.lost = False  # it joins while work waits
+    router.links_changed()
+    assert routed(router, ready, [first, second, third]) == {"p2": 64}
+
+
+def test_lost_partition_tasks_requeued_at_the_head() -> None:
+    router, lks = Router(), links("2", "2")
+    job, other = record("a", 200), record("b", 10)
+    ready = ready_of(job, other)
+    routed(router, ready, lks)
+    on_lost = [i for i, rec in enumerate(job.tasks) if rec.partition == 1]
+    for i in on_lost:
+        job.tasks[i].partition = -1
+    lks[1].lost = True
+    lks[1].outstanding = 0
+    router.requeue_lost(ready, [ReadyEntry(job, on_lost)])
+    assert ready[0].idxs == on_lost
+    router.links_changed()
+    lks[0].outstanding = 0
+    out = routed(router, ready, lks)
+    assert set(out) == {"p0"}
+
+
+def test_no_live_partition_left_makes_waiting_work_unroutable_only_when_final() -> None:
+    router, lks = Router(), links("2")
+    lks[0].lost = True
+    ready = ready_of(record("a", 3))
+    assert router.route(ready, lks).unroutable == []
+    routing = router.route(ready, lks, final=True)
+    assert [(j.name, idxs) for j, idxs, _ in routing.unroutable] == [("a", [0, 1, 2])]
+    assert "no live partition" in routing.unroutable[0][2]
+
+
+def test_job_too_large_for_every_live_partition_is_unroutable() -> None:
+    router, lks = Router(), links("2", "8")
+    lks[1].lost = True
+    ready = ready_of(record("wide", None, numCores=8))
+    routing = router.route(ready, lks)
+    assert [j.name for j, _, _ in routing.unroutable] == ["wide"]
+    assert not ready
+
+
+def test_dispatch_carries_iteration_ranges_with_the_start() -> None:
+    router, lks = Router(), links("4")
+    job = JobRecord(JobDescription.from_dict({"name": "r", "execution": {"exec": "true"},
+                                              "iteration": {"start": 10, "stop": 15}}), time.time(), 1)
+    ready: Deque[ReadyEntry] = deque([ReadyEntry(job, [0, 1, 3, 4])])
+    routing = router.route(ready, lks)
+    assert routing.dispatches[0].msg.iterations == [(10, 12), (13, 15)]
