@@ -1,0 +1,62 @@
+"""The partition manager's side of the protocol, in process with a dry-run executor: one
+TaskEventsMsg per loop turn, a dispatch during shutdown answered CANCELED."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import List
+
+from qcg_pilotjob.jobdesc import JobDescription
+from qcg_pilotjob.partition.manager import PartitionManager
+from qcg_pilotjob.protocol.messages import DispatchMsg, Message, ShutdownMsg, StoppedMsg, TaskEventsMsg
+from qcg_pilotjob.resources import ResourcePool, parse_nodes_spec
+from qcg_pilotjob.states import JobState
+
+
+def desc(name: str, n: int) -> JobDescription:
+    return JobDescription.from_dict({"name": name, "execution": {"exec": "/bin/true"}, "iteration": {"stop": n}})
+
+
+def manager(loop: asyncio.AbstractEventLoop, sent: List[Message], tmp: str) -> PartitionManager:
+    return PartitionManager(loop, ResourcePool(parse_nodes_spec("8")), sent.append, dry_run=True,
+                            executor_options={"root_wd": tmp, "aux_dir": tmp, "env_schema": "none",
+                                              "zmq_address": None, "kill_grace": 1.0})
+
+
+def test_one_task_events_message_per_loop_turn(tmp_path: object) -> None:
+    async def scenario() -> List[Message]:
+        sent: List[Message] = []
+        pm = manager(asyncio.get_running_loop(), sent, str(tmp_path))
+        pm.receive(DispatchMsg(desc("a", 8), 8, [(0, 8)]))
+        for _ in range(3):  # schedule, start: 8 EXECUTING events; then 8 exits
+            await asyncio.sleep(0)
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert sent and all(isinstance(m, TaskEventsMsg) for m in sent)
+    first = sent[0]
+    assert isinstance(first, TaskEventsMsg)
+    assert [e.state for e in first.events[:8]] == [int(JobState.EXECUTING)] * 8  # 8 starts, one message
+    events = [e for m in sent if isinstance(m, TaskEventsMsg) for e in m.events]
+    assert sorted(e.state for e in events) == [int(JobState.EXECUTING)] * 8 + [int(JobState.SUCCEED)] * 8
+    assert len(sent) <= 2  # 16 events in at most one message per loop turn
+
+
+def test_dispatch_during_shutdown_answered_canceled(tmp_path: object) -> None:
+    async def scenario() -> List[Message]:
+        sent: List[Message] = []
+        pm = manager(asyncio.get_running_loop(), sent, str(tmp_path))
+        pm.receive(ShutdownMsg("finish"))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        pm.receive(DispatchMsg(desc("late", 2), 2, [(0, 2)]))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return sent
+
+    sent = asyncio.run(scenario())
+    assert any(isinstance(m, StoppedMsg) for m in sent)
+    events = [e for m in sent if isinstance(m, TaskEventsMsg) for e in m.events]
+    assert [(e.job, e.iteration, e.state) for e in events] == [("late", 0, int(JobState.CANCELED)),
+                                                                 ("late", 1, int(JobState.CANCELED))]
+    assert "finishing" in (events[0].data or {}).get("message", "")
