@@ -128,11 +128,25 @@ def test_iterations_dependencies_and_info(local, tmp_path):
     from qcg.pilotjob.api.jobinfo import JobInfo
 
     manager = local()
-    jobs = Jobs().add(name="first", script="sleep 0.2; echo ${it} > first.${it}", iteration=3) \
+    # each iteration waits for the file 'go', then sleeps 0.2 s
+    jobs = Jobs().add(name="first", script="until [ -e go ]; do sleep 0.01; done; sleep 0.2; echo ${it} > first.${it}",
+                      iteration=3) \
         .add(name="second", script="cat first.0 first.1 first.2 > second.txt", after="first", numCores=2)
+    t_submit = time.time()
     assert manager.submit(jobs) == ["first", "second"]
+
+    def executing() -> bool:
+        childs = manager.info("first", withChilds=True)["jobs"]["first"]["data"].get("childs", [])
+        return len(childs) == 3 and all(c["state"] == "EXECUTING" for c in childs)
+
+    # A task's runtime clock starts when its process was started, which is before it is reported
+    # EXECUTING. So 'go', made once all are reported EXECUTING, makes each run at least 0.2 s
+    # after its clock started, however late the service got to start the clock after the fork.
+    wait_for(executing, what="the 3 iterations of first EXECUTING")
+    (tmp_path / "go").touch()
     assert manager.wait4(["first", "second"]) == {"first": "SUCCEED", "second": "SUCCEED"}
-    # the dependency held: without it, cat would have run before the (sleeping) iterations wrote
+    t_done = time.time()
+    # the dependency held: without it, cat would have run before the (waiting) iterations wrote
     assert (tmp_path / "second.txt").read_text() == "0\n1\n2\n"
 
     info = manager.info("first", withChilds=True)["jobs"]["first"]
@@ -157,13 +171,13 @@ def test_iterations_dependencies_and_info(local, tmp_path):
         assert child.status == "SUCCEED"
         assert child.total_cores == 1
         assert child.exit_code == 0
-        assert child.time.total_seconds() >= 0.2
+        assert 0.2 <= child.time.total_seconds() <= t_done - t_submit
     assert second.status == "SUCCEED"
     assert second.total_cores == 2
     assert sum(len(c) for c in second.nodes.values()) == 2
     assert second.wdir == str(tmp_path)
     assert second.exit_code == 0
-    assert second.time.total_seconds() >= 0
+    assert 0 <= second.time.total_seconds() <= t_done - t_submit
     states = [line.rsplit(": ", 1)[1] for line in second.history]
     assert states[0] == "QUEUED" and states[-2:] == ["EXECUTING", "SUCCEED"]
 

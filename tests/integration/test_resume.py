@@ -10,6 +10,7 @@ import subprocess
 import time
 from typing import Any, Dict, List
 
+import psutil
 import pytest
 
 from tests.conftest import FINISH, service_cmd, submit, wait_for
@@ -40,6 +41,36 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait(timeout=10)
     if proc.stderr is not None:
         proc.stderr.close()
+
+
+def _kill_and_wait_orphans(proc: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGKILL the service, then wait (up to ``timeout``) until every task it left running has
+    ended, so that nothing of the killed run writes to the working directory any more.
+
+    The tasks run in sessions of their own, so they outlive the service. They are listed while
+    the service is stopped (SIGSTOP): it cannot start one more between the listing and the kill.
+    """
+    if proc.poll() is not None:
+        _kill(proc)
+        return
+    try:
+        service = psutil.Process(proc.pid)
+        service.suspend()
+        wait_for(lambda: service.status() in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE), timeout=timeout,
+                 what="the service to stop (SIGSTOP)")
+        orphans = service.children(recursive=True)
+    except psutil.NoSuchProcess:  # it ended by itself meanwhile (and was reaped): the test will say so
+        orphans = []
+    _kill(proc)
+
+    def ended(p: psutil.Process) -> bool:
+        try:
+            return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_for(lambda: all(ended(p) for p in orphans), timeout=timeout,
+             what=f"the {len(orphans)} processes left by the killed service to end")
 
 
 def _report_lines(aux: str, name: str = "jobs.report") -> List[Dict[str, Any]]:
@@ -92,7 +123,11 @@ def test_resume_after_sigkill(tmp_path: Any, target: str) -> None:
                  and len(_report_lines(aux)) >= 2, timeout=20, what="6 outputs and 2 report lines")
         assert proc.poll() is None, "the service ended before it could be killed"
     finally:
-        _kill(proc)
+        # What ran before the resume is sampled below from runs.* (each task's first command) and
+        # jobs.report. Tasks the killed service started keep running: one forked just before the
+        # kill writes its runs.N only later, and would be counted as never started. So the sample
+        # is taken once every task of the killed run has ended.
+        _kill_and_wait_orphans(proc)
     assert proc.returncode == -signal.SIGKILL
     before = [e["name"] for e in _report_lines(aux)]
     done_before = {int(n.split(":")[1]) for n in before if n.startswith("s:")}
