@@ -37,10 +37,14 @@ def end_process_groups(procs: Iterable[Tuple[int, float]], tolerance: float = 5.
     return ended
 
 
-def kill_process(pid: int) -> bool:
-    """SIGKILL one process (e.g. a hung partition manager); False if it was gone."""
+def kill_process(pid: int, marker: str) -> bool:
+    """SIGKILL one process (e.g. a hung partition manager) if its command line holds
+    ``marker`` (a pid given to another process since is left alone); False if it was gone."""
     try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
+        proc = psutil.Process(pid)
+        if marker not in proc.cmdline():
+            return False
+        proc.kill()
+    except psutil.Error:
         return False
     return True

@@ -21,7 +21,7 @@ from ..resources import ResourcePool
 from ..states import JobState
 from .dependencies import Dependencies, Released
 from .journal import Journal, Replay
-from .links import PartitionLink
+from .links import PartitionLink, end_left_running
 from .registry import JobRecord
 from .reports import LineWriter, format_report
 from .requests import Requests, Response
@@ -294,7 +294,7 @@ class Front:
                     running.append((job, idx))
             if back and not job.state.is_final:
                 queued.append(ReadyEntry(job, back))
-        ended = self._end_lost(link, running)
+        ended = end_left_running(link, running)
         message = f"{reason}; {ended}" if ended else reason
         _log.error("%s (%d running tasks FAILED, %d queued tasks routed again)", message, len(running),
                    sum(len(e.idxs) for e in queued))
@@ -306,23 +306,6 @@ class Front:
         self.router.links_changed()
         self._route()
         self.on_change()
-
-    def _end_lost(self, link: PartitionLink, running: List[Tuple[JobRecord, int]]) -> str:
-        if link.stopper is None:
-            return "its tasks could not be ended from here" if running else ""
-        procs = []
-        for job, idx in running:
-            rec = job.tasks[idx]
-            pid = (rec.runtime or {}).get("pid")
-            started = next((t for t, s in reversed(rec.history_entries(job.submit_time))
-                            if s is JobState.EXECUTING), None)
-            if isinstance(pid, int) and pid > 0 and started is not None:
-                procs.append((pid, started))
-        try:
-            return link.stopper(link, procs)
-        except Exception as exc:  # ending what is left is best effort; the loss goes on
-            _log.exception("cannot end what partition %s left running", link.name)
-            return f"its tasks could not be ended: {exc}"
 
     # ==== messages from partitions ==================================================================
     def on_message(self, link: PartitionLink, msg: Message) -> None:
@@ -440,21 +423,8 @@ class Front:
         if job.finished == job.total:
             self._job_final(job, when, replay)
 
-    def _final_state(self, job: JobRecord) -> JobState:
-        if not job.iterative:
-            return job.tasks[0].state
-        if job.cancel_requested:
-            return JobState.CANCELED
-        if job.failed == 0:
-            return JobState.SUCCEED
-        if all(r.state is JobState.OMITTED for r in job.tasks):
-            return JobState.OMITTED
-        if all(r.state is JobState.CANCELED for r in job.tasks):  # e.g. all stopped by the service's end
-            return JobState.CANCELED
-        return JobState.FAILED
-
     def _job_final(self, job: JobRecord, when: float, replay: bool) -> None:
-        final = self._final_state(job)
+        final = job.final_state()
         if not job.iterative and job.tasks[0].message:
             job.add_message(job.tasks[0].message)
         elif final is JobState.FAILED and job.iterative:

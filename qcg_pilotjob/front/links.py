@@ -8,12 +8,19 @@
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Tuple
+import logging
+from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from ..protocol.messages import Message
 from ..resources import ResourcePool
+from ..states import JobState
 
-__all__ = ["MIN_WINDOW", "PartitionLink", "Stopper"]
+if TYPE_CHECKING:
+    from .registry import JobRecord
+
+__all__ = ["MIN_WINDOW", "PartitionLink", "Stopper", "end_left_running"]
+
+_log = logging.getLogger(__name__)
 
 #: the smallest routing window, in cores
 MIN_WINDOW = 64
@@ -63,3 +70,24 @@ class PartitionLink:
 
     def __repr__(self) -> str:
         return f"PartitionLink({self.index}, {self.name!r})"
+
+
+def end_left_running(link: PartitionLink, running: List[Tuple[JobRecord, int]]) -> str:
+    """Ask ``link.stopper`` to end what a lost partition left running: the tasks of
+    ``running`` (job, task index) whose pid the front knows. Returns what was done, for
+    the FAILED message ("" if there was nothing to do)."""
+    if link.stopper is None:
+        return "its tasks could not be ended from here" if running else ""
+    procs = []
+    for job, idx in running:
+        rec = job.tasks[idx]
+        pid = (rec.runtime or {}).get("pid")
+        started = next((t for t, s in reversed(rec.history_entries(job.submit_time))
+                        if s is JobState.EXECUTING), None)
+        if isinstance(pid, int) and pid > 0 and started is not None:
+            procs.append((pid, started))
+    try:
+        return link.stopper(link, procs)
+    except Exception as exc:  # ending what is left is best effort; the loss goes on
+        _log.exception("cannot end what partition %s left running", link.name)
+        return f"its tasks could not be ended: {exc}"

@@ -97,6 +97,20 @@ class JobRecord:
         self.state = state
         self.history.append((when, state))
 
+    def final_state(self) -> JobState:
+        """The state a job ends in once all its tasks are final."""
+        if not self.iterative:
+            return self.tasks[0].state
+        if self.cancel_requested:
+            return JobState.CANCELED
+        if self.failed == 0:
+            return JobState.SUCCEED
+        if all(r.state is JobState.OMITTED for r in self.tasks):
+            return JobState.OMITTED
+        if all(r.state is JobState.CANCELED for r in self.tasks):  # e.g. all stopped by the service's end
+            return JobState.CANCELED
+        return JobState.FAILED
+
     def add_message(self, message: str) -> None:
         if message and message not in self.messages and len(self.messages) < 20:
             self.messages.append(message)
