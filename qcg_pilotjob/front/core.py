@@ -108,12 +108,17 @@ class Front:
         self.partitions_final = True
         self.flush_dispatch()
 
+    def add_interface(self, name: str) -> None:
+        """How clients reach this service (``file``, ``zmq``), as ``status`` lists it."""
+        if name not in self.interfaces:
+            self.interfaces.append(name)
+
     def attach_publisher(self, publish: Publish, zmq_address: str, publisher_address: str) -> None:
+        """Publish status events with ``publish``; clients reach us at ``zmq_address``."""
         self._publish = publish
         self.zmq_address = zmq_address
         self.publisher_address = publisher_address
-        if "zmq" not in self.interfaces:
-            self.interfaces.append("zmq")
+        self.add_interface("zmq")
 
     # ==== totals ============================================================================
     @property

@@ -191,7 +191,7 @@ class Service:
         stack.callback(lambda: _log.warning("service %s finished: %d tasks ended, %d jobs in registry",
                                             self.instance_id, self.front.tasks_done, len(self.front.jobs)))
         if self.file_path:
-            self.front.interfaces.append("file")
+            self.front.add_interface("file")
         if self.cfg.show_progress:
             progress = Progress(self.front, sys.stdout)
             progress.start(self.loop)
