@@ -23,7 +23,7 @@ from ..errors import ResourceError
 from ..lifeline import watch_lifeline
 from ..protocol.batch import BatchSender
 from ..protocol.codec import DecodeError, decode_batch
-from ..protocol.heartbeat import HeartbeatWatcher
+from ..protocol.heartbeat import LOST_AFTER_BEATS, HeartbeatWatcher
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     HeartbeatMsg,
@@ -43,9 +43,6 @@ __all__ = ["RemotePartition"]
 _log = logging.getLogger(__name__)
 
 GOVERNOR = "the governor"
-#: heartbeats the governor may miss before this partition stops (a dead governor's
-#: lifeline or srun step ends sooner)
-LOST_AFTER_BEATS = 30
 
 
 class RemotePartition:

@@ -25,7 +25,12 @@ import asyncio
 import time
 from typing import Callable, Dict, Generic, Hashable, List, Optional, TypeVar
 
-__all__ = ["HeartbeatWatcher"]
+__all__ = ["LOST_AFTER_BEATS", "HeartbeatWatcher"]
+
+#: heartbeats a peer may miss before it is lost: a dead process is noticed at once (its
+#: pid or srun step ends); this margin is for a hung one, and must outlast a busy moment
+#: such as registering a 100,000-job submit
+LOST_AFTER_BEATS = 30
 
 P = TypeVar("P", bound=Hashable)
 

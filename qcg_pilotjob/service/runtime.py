@@ -38,6 +38,7 @@ from ..front.reports import Flusher, LineWriter
 from ..lifeline import watch_lifeline
 from ..partition.manager import PartitionManager
 from ..protocol.batch import BatchSender
+from ..protocol.heartbeat import LOST_AFTER_BEATS
 from ..protocol.messages import ShutdownMsg
 from ..resources import Node, ResourcePool, local_nodes, parse_nodes_spec
 from ..slurm.allocation import SlurmAllocation, in_slurm_allocation, job_end_time
@@ -52,11 +53,6 @@ from .resume import recorded_config, resumed_config, stop_leftovers
 __all__ = ["Service", "StartupError", "load_requests"]
 
 _log = logging.getLogger("qcg_pilotjob.service")
-
-#: heartbeats a peer may miss before it is lost: a dead process is noticed at once (its pid
-#: or srun step ends); this margin is for a hung one, and must outlast a busy moment such as
-#: registering a 100,000-job submit
-LOST_AFTER_BEATS = 30
 
 
 class StartupError(Exception):
