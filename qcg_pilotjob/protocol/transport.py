@@ -1,7 +1,8 @@
 """Every ZMQ socket of qcg_pilotjob is made here.
 
 Socket options (linger, message size limit, high-water marks, timeouts) and, next,
-authentication are set in one place. Servers are asyncio sockets; clients (the Python API)
+authentication are set in one place. Sends on an asyncio socket go through that socket
+itself (see :class:`.batch.BatchSender`), never through a blocking shadow of it. Servers are asyncio sockets; clients (the Python API)
 are blocking ones.
 
 >>> parse_address("host")
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import re
 import socket
-from typing import Iterable, Optional, Tuple
+from typing import Any, Iterable, Optional, Tuple
 
 import zmq
 import zmq.asyncio
@@ -44,7 +45,7 @@ def async_context() -> zmq.asyncio.Context:
     return zmq.asyncio.Context.instance()
 
 
-def sync_context() -> zmq.Context:
+def sync_context() -> zmq.Context[Any]:
     return zmq.Context.instance()
 
 
@@ -68,14 +69,14 @@ def external_address(endpoint: str) -> str:
     return endpoint
 
 
-def _server_options(sock: zmq.Socket) -> None:
+def _server_options(sock: zmq.Socket[Any]) -> None:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_SIZE)
     sock.setsockopt(zmq.SNDHWM, _HWM)
     sock.setsockopt(zmq.RCVHWM, _HWM)
 
 
-def _bind(sock: zmq.Socket, host: str, port: Optional[int], port_min: int,
+def _bind(sock: zmq.Socket[Any], host: str, port: Optional[int], port_min: int,
           port_max: int) -> int:
     if port is not None:
         sock.bind(f"tcp://{host}:{port}")
@@ -108,11 +109,11 @@ def bind_publisher(ctx: zmq.asyncio.Context, host: str = "*", port: Optional[int
     return _bound(ctx, zmq.PUB, host, port, port_min, port_max)
 
 
-def connect_requester(ctx: zmq.Context, address: str, timeout_ms: Optional[int] = None
-                      ) -> zmq.Socket:
+def connect_requester(ctx: zmq.Context[Any], address: str, timeout_ms: Optional[int] = None
+                      ) -> zmq.Socket[Any]:
     """A REQ socket to a service. With ``timeout_ms`` a send or receive that takes longer
     raises ``zmq.Again``; the socket may then be used again (REQ_RELAXED)."""
-    sock = ctx.socket(zmq.REQ)
+    sock: zmq.Socket[Any] = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.REQ_RELAXED, 1)
     sock.setsockopt(zmq.REQ_CORRELATE, 1)
@@ -123,8 +124,8 @@ def connect_requester(ctx: zmq.Context, address: str, timeout_ms: Optional[int] 
     return sock
 
 
-def connect_subscriber(ctx: zmq.Context, address: str, topics: Iterable[str]) -> zmq.Socket:
-    sock = ctx.socket(zmq.SUB)
+def connect_subscriber(ctx: zmq.Context[Any], address: str, topics: Iterable[str]) -> zmq.Socket[Any]:
+    sock: zmq.Socket[Any] = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, _HWM)
     for topic in topics:
