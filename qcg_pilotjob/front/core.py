@@ -34,6 +34,7 @@ __all__ = ["Front", "PartitionLink"]
 _log = logging.getLogger(__name__)
 
 Publish = Callable[[str, Dict[str, Any]], None]
+_STATES: Dict[Any, JobState] = {int(s): s for s in JobState}
 Restored = Dict[Tuple[str, Optional[int]], Dict[str, Any]]
 
 
@@ -342,11 +343,9 @@ class Front:
         if job is None:
             return  # removed meanwhile
         name = ev.job if ev.iteration is None else f"{ev.job}:{ev.iteration}"
-        try:
-            state = JobState(ev.state)
-        except ValueError:
-            raise InvalidTransition(name, JobState.QUEUED, JobState.QUEUED, (),
-                                    f"{ev.state!r} is not a task state") from None
+        state = _STATES.get(ev.state)
+        if state is None:
+            raise InvalidTransition(name, JobState.QUEUED, JobState.QUEUED, (), f"{ev.state!r} is not a task state")
         it = ev.iteration
         if (it is None) == job.iterative or (it is not None and not job.has_iteration(it)):
             raise InvalidTransition(name, job.state, state, job.history, "no such task")
@@ -419,7 +418,7 @@ class Front:
         if not replay:
             if not interrupted:
                 self.journal.record("final", j=job.name, i=it, s=state.name, w=when, r=rec.runtime, m=rec.message)
-            if job.iterative:
+            if job.iterative and self.report.enabled:
                 self.report.write(format_report(report_entry(job, idx), self.report_format))
         if job.iterative:
             if self._publish is not None and not replay:
@@ -441,7 +440,7 @@ class Front:
             self._publish("JFI", {"job": job.name, "state": final.name})
             if self.active_jobs == 0:
                 self._publish("NOJ", {})
-        if not replay:  # on replay the report already holds the job's line
+        if not replay and self.report.enabled:  # on replay the report already holds the job's line
             self.report.write(format_report(report_entry(job, None), self.report_format))
         self._released(self.deps.wake((job.name, None), final))
 
@@ -451,9 +450,9 @@ class Front:
             if not rec.state.is_final:
                 self._task_final(job, idx, JobState.OMITTED, now, None, reason)
 
-    def _released(self, rel: Released) -> None:
+    def _released(self, rel: Optional[Released]) -> None:
         """Apply what a final state meant for the jobs waiting for it."""
-        if not (rel.release_jobs or rel.omit_jobs or rel.ready_tasks or rel.omit_tasks):
+        if rel is None:
             return
         now = time.time()
         for job in rel.release_jobs:

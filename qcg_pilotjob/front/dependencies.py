@@ -123,12 +123,13 @@ class Dependencies:
                     job.iter_pending[idx] += 1
         return out
 
-    def wake(self, key: Key, state: JobState) -> Released:
-        """``key`` (a job, or one of its iterations) reached the final ``state``."""
-        out = Released()
+    def wake(self, key: Key, state: JobState) -> Optional[Released]:
+        """``key`` (a job, or one of its iterations) reached the final ``state``; None if
+        nobody waited for it (the common case: nothing is allocated)."""
         waiting = self.waiters.pop(key, None)
         if not waiting:
-            return out
+            return None
+        out = Released()
         name = f"{key[0]}:{key[1]}" if key[1] is not None else key[0]
         for job, it in waiting:
             if job.state.is_final or self.lookup(job.name) is not job:

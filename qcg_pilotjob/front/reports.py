@@ -25,6 +25,11 @@ class LineWriter:
         self._buf: List[str] = []
         self.on_dirty: Optional[Any] = None
 
+    @property
+    def enabled(self) -> bool:
+        """False for a writer of no file (``--report-format none``): skip formatting too."""
+        return self._fh is not None
+
     def write(self, text: str) -> None:
         if self._fh is None:
             return
