@@ -1,28 +1,44 @@
-"""Running tasks through node agents (Slurm): :class:`AgentExecutor`.
+"""Running tasks through node agents (Slurm): :class:`AgentExecutor` and its agent channel.
 
-The partition manager binds a ROUTER for its agents and starts one agent per node with
-``srun --overlap`` (all in parallel). Nodes whose agent does not say hello within the
-start-up deadline are left out with a warning. A task is sent to the agent on the first
-node of its allocation; models that span nodes (``srunmpi``, ``openmpi``, ``intelmpi``)
-start their other ranks from there.
+The partition manager binds a ROUTER for its agents and starts one agent per node as an
+srun step named ``agent-<node>`` (all in parallel, :func:`~..slurm.srun.step_command`).
+Nodes whose agent does not say hello within the start-up deadline are left out with a
+warning. A task is sent to the agent on the first node of its allocation; models that
+span nodes (``srunmpi``, ``openmpi``, ``intelmpi``) start their other ranks from there.
+
+The channel's rules:
+
+- Every frame goes through the one receive loop (:func:`~..protocol.receive.receive_loop`)
+  and each message is handled inside its :class:`~..protocol.receive.FrameGuard`: no frame
+  and no message ends the loop.
+- A hello is accepted for a node of this partition that has no agent yet, in this
+  protocol version (or repeated by the identity that already serves the node). Any other
+  hello is logged at WARNING with the sender's identity, dropped, and the sender is told
+  to stop: a second hello never takes a node over.
+- Messages from an identity that did not say hello are dropped (a WARNING the first time
+  for each identity). Start and exit reports for tasks the agent does not run are ignored.
+- The one :class:`~..protocol.heartbeat.HeartbeatWatcher` watches the nodes: a node whose
+  agent's srun step ended is lost at its next tick, one silent for ``lost_after`` seconds
+  too. A lost node's tasks fail, ``on_node_lost`` is called (the partition stops using
+  the node) and its agent, should it still be there, is told to stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
-import zmq
-import zmq.asyncio
-
-from ..protocol.codec import DecodeError, decode_batch, encode_batch
+from ..protocol.batch import BatchSender
+from ..protocol.codec import DecodeError, decode_batch
+from ..protocol.heartbeat import HeartbeatWatcher
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     AgentHelloMsg,
@@ -34,19 +50,23 @@ from ..protocol.messages import (
     SignalMsg,
     StartedMsg,
 )
+from ..protocol.receive import FrameGuard, identity_of, receive_loop
 from ..protocol.transport import async_context, bind_request_server
 from ..resources import Allocation
-from .environment import build_plan
-from .executor import STOP_WALLTIME, LocalExecutor, RunningTask, TaskKey
+from ..slurm.srun import agent_step_name, step_command
+from .executor import Executor, RunningTask, TaskKey
 from .scheduler import TaskSpec
 
 __all__ = ["AgentExecutor"]
 
 _log = logging.getLogger(__name__)
 
+#: heartbeats an agent may miss before it is lost (a dead agent's srun step ends at once)
+LOST_AFTER_BEATS = 30
+
 
 class _AgentConn:
-    __slots__ = ("cpus", "gpus", "identity", "last_seen", "lost", "node", "outbox", "pid", "proc")
+    __slots__ = ("cpus", "gpus", "identity", "lost", "node", "pid", "proc")
 
     def __init__(self, node: str, proc: Optional[subprocess.Popen]) -> None:
         self.node = node
@@ -55,55 +75,81 @@ class _AgentConn:
         self.cpus: List[int] = []
         self.gpus: List[str] = []
         self.pid = 0
-        self.outbox: List[Message] = []
-        self.last_seen = time.monotonic()
         self.lost = False
 
 
-class AgentExecutor(LocalExecutor):
+def _name(identity: bytes) -> str:
+    return identity_of([identity, b""])
+
+
+class AgentExecutor(Executor):
     """Starts tasks on their nodes through node agents."""
 
     launch = "agents"
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, nodes: List[str], srun_extra: Optional[List[str]] = None,
-                 heartbeat: float = 1.0, **kw: Any) -> None:
+                 heartbeat: float = 1.0, clock: Callable[[], float] = time.monotonic, **kw: Any) -> None:
         super().__init__(loop, **kw)
         self.base_env = {}
         self.node_names = list(nodes)
         self.srun_extra = list(srun_extra or [])
-        self.heartbeat = heartbeat
-        self.lost_after = 30 * heartbeat  # a dead agent's srun step ends at once
         self.agents: Dict[str, _AgentConn] = {}
         self.by_identity: Dict[bytes, _AgentConn] = {}
-        self.on_node_lost: Optional[Any] = None
-        self.on_pid: Optional[Any] = None
-        self._dirty: List[_AgentConn] = []
-        self._flush_pending = False
+        self.on_node_lost: Optional[Callable[[str], None]] = None
+        self.on_pid: Optional[Callable[[RunningTask], None]] = None
+        self.guard = FrameGuard(_log, "agent channel")
+        self.watcher: HeartbeatWatcher[str] = HeartbeatWatcher(
+            heartbeat, LOST_AFTER_BEATS * heartbeat, send_beat=self._beat, on_lost=self._lose, gone=self._gone,
+            clock=clock)
+        self.sock: Any = None
+        self.sender: Optional[BatchSender] = None
+        self.address = ""
         self._hello = asyncio.Event()
-        self._timer: Optional[asyncio.TimerHandle] = None
+        self._strangers: Set[bytes] = set()
         self._recv_task: Optional[asyncio.Task[None]] = None
 
     # --- start-up ----------------------------------------------------------------------
+    def open_channel(self, sock: Any = None, send_sock: Any = None) -> None:
+        """Serve the agents' ROUTER: a new one bound on a free port, or ``sock`` (tests),
+        sending through ``send_sock`` (by default ``sock`` itself)."""
+        if sock is None:
+            sock, self.address = bind_request_server(async_context(), "*", None, 20000, 40000)
+            send_sock = sock
+        self.sock = sock
+        self.sender = BatchSender(send_sock if send_sock is not None else sock, "node agents", self.loop)
+        self._recv_task = self.loop.create_task(receive_loop(sock, self._on_frame, self.guard, identity_of))
+
     async def start_agents(self, timeout: float) -> List[str]:
         """Start an agent on every node; returns the nodes whose agent did not come up."""
-        ctx: zmq.asyncio.Context = async_context()
-        self.sock, self.address = bind_request_server(ctx, "*", None, 20000, 40000)
-        self._recv_task = self.loop.create_task(self._receive())
+        if self.sock is None:
+            self.open_channel()
         logdir = os.path.join(os.path.dirname(self.hostfile_dir), "agents")
         os.makedirs(logdir, exist_ok=True)
         for node in self.node_names:
-            cmd = ["srun", "--overlap", "-N", "1", "-n", "1", "-w", node, "--cpu-bind=none", "--mem-per-cpu=0",
-                   "--oversubscribe", "--overcommit", "-u", "-J", f"agent-{node}", *self.srun_extra,
-                   sys.executable, "-m", "qcg_pilotjob.launcher.agent", "--address", self.address, "--node", node,
-                   "--heartbeat", str(self.heartbeat), "--log", os.path.join(logdir, f"{node}.log")]
-            with open(os.path.join(logdir, f"{node}.srun.log"), "wb") as err:
-                try:
-                    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                            start_new_session=True)
-                except OSError as exc:
-                    _log.warning("cannot start the agent on %s: %s", node, exc)
-                    proc = None
-            self.agents[node] = _AgentConn(node, proc)
+            self.expect(node, self._spawn(node, logdir))
+        missing = await self.wait_hellos(timeout)
+        self.watcher.start(self.loop)
+        return missing
+
+    def _spawn(self, node: str, logdir: str) -> Optional[subprocess.Popen]:
+        argv = [sys.executable, "-m", "qcg_pilotjob.launcher.agent", "--address", self.address, "--node", node,
+                "--heartbeat", str(self.watcher.interval), "--log", os.path.join(logdir, f"{node}.log")]
+        cmd = step_command(node, argv, name=agent_step_name(node), unbuffered=True, oversubscribe=True,
+                           extra=self.srun_extra)
+        with open(os.path.join(logdir, f"{node}.srun.log"), "wb") as err:
+            try:
+                return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+            except OSError as exc:
+                _log.warning("cannot start the agent on %s: %s", node, exc)
+                return None
+
+    def expect(self, node: str, proc: Optional[subprocess.Popen]) -> None:
+        """An agent for ``node`` was started as ``proc`` (None: it could not be)."""
+        self.agents[node] = _AgentConn(node, proc)
+
+    async def wait_hellos(self, timeout: float) -> List[str]:
+        """Wait until every expected agent said hello, its srun step ended, or ``timeout``
+        passed; the nodes without an agent are left out and returned."""
         deadline = self.loop.time() + timeout
         while any(a.identity is None for a in self.agents.values()):
             left = deadline - self.loop.time()
@@ -121,7 +167,6 @@ class AgentExecutor(LocalExecutor):
             a = self.agents.pop(node)
             if a.proc is not None and a.proc.poll() is None:
                 a.proc.kill()
-        self._timer = self.loop.call_later(self.heartbeat, self._beat)
         return missing
 
     def agent_cpus(self, node: str) -> List[int]:
@@ -132,150 +177,152 @@ class AgentExecutor(LocalExecutor):
         agent = self.agents.get(node)
         return agent.gpus if agent is not None else []
 
-    # --- sending -----------------------------------------------------------------------
-    def _queue(self, agent: _AgentConn, msg: Message) -> None:
-        if agent.lost or agent.identity is None:
-            return
-        if not agent.outbox:
-            self._dirty.append(agent)
-        agent.outbox.append(msg)
-        if not self._flush_pending:
-            self._flush_pending = True
-            self.loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_pending = False
-        dirty, self._dirty = self._dirty, []
-        for agent in dirty:
-            msgs, agent.outbox = agent.outbox, []
-            if msgs and agent.identity is not None and not agent.lost:
-                try:
-                    self.sock.send_multipart([agent.identity, encode_batch(msgs)], flags=zmq.NOBLOCK)
-                except zmq.ZMQError as exc:
-                    _log.warning("cannot send to the agent on %s: %s", agent.node, exc)
-
     # --- receiving ---------------------------------------------------------------------
-    async def _receive(self) -> None:
-        while True:
-            try:
-                frames = await self.sock.recv_multipart()
-            except zmq.ZMQError as exc:
-                if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
-                    return
-                continue
-            if len(frames) != 2:
-                continue
-            identity, payload = frames
-            try:
-                msgs = decode_batch(payload)
-            except DecodeError as exc:
-                _log.warning("dropped a bad frame from an agent: %s", exc)
-                continue
-            agent = self.by_identity.get(identity)
-            for msg in msgs:
-                if isinstance(msg, AgentHelloMsg):
-                    agent = self._hello_from(identity, msg)
-                elif agent is None:
-                    continue
-                elif isinstance(msg, StartedMsg):
-                    self._started(msg)
-                elif isinstance(msg, ExitMsg):
-                    self._exited(tuple(msg.key), msg.code, msg.time)
-            if agent is not None:
-                agent.last_seen = time.monotonic()
+    def _on_frame(self, frames: List[bytes]) -> None:
+        """One ROUTER frame: ``[identity, batch]``; each message is handled on its own."""
+        peer = identity_of(frames)
+        if len(frames) != 2:
+            self.guard.bad_frame(peer, f"{len(frames)} frame parts, expected 2")
+            return
+        identity, payload = frames
+        try:
+            msgs = decode_batch(payload)
+        except DecodeError as exc:
+            self.guard.bad_frame(peer, exc)
+            return
+        for msg in msgs:
+            self.guard.run(peer, functools.partial(self._on_message, identity, msg))
 
-    def _hello_from(self, identity: bytes, msg: AgentHelloMsg) -> Optional[_AgentConn]:
-        agent = self.agents.get(msg.node)
-        if agent is None or msg.version != PROTOCOL_VERSION:
-            _log.warning("unexpected agent hello from node %s (version %s)", msg.node, msg.version)
-            return None
+    def _on_message(self, identity: bytes, msg: Message) -> None:
+        if isinstance(msg, AgentHelloMsg):
+            self._hello_from(identity, msg)
+            return
+        agent = self.by_identity.get(identity)
+        if agent is None:
+            if identity not in self._strangers:
+                self._strangers.add(identity)
+                self.guard.bad_frame(_name(identity), f"{type(msg).__name__} from a peer that did not say hello "
+                                                      "(dropped, as is all it sends before a hello)")
+            return
+        self.watcher.seen(agent.node)  # a lost node is no longer watched: it stays lost
+        if isinstance(msg, StartedMsg):
+            self._started(agent, msg)
+        elif isinstance(msg, ExitMsg):
+            task = self._task_of(agent, msg.key)
+            if task is not None:
+                self._finished(task, msg.code, msg.time)
+        elif not isinstance(msg, HeartbeatMsg):
+            self.guard.bad_frame(_name(identity), f"unexpected {type(msg).__name__} from an agent")
+
+    def _hello_problem(self, identity: bytes, msg: AgentHelloMsg) -> Optional[str]:
+        """Why this hello cannot be accepted, or None."""
+        if msg.version != PROTOCOL_VERSION:
+            return f"protocol version {msg.version!r}, expected {PROTOCOL_VERSION}"
+        agent = self.agents.get(msg.node) if isinstance(msg.node, str) else None
+        if agent is None:
+            return f"node {msg.node!r} is not a node of this partition (or was left out)"
+        if agent.lost:
+            return f"node {msg.node} was lost"
+        if agent.identity is not None and agent.identity != identity:
+            return f"node {msg.node} already has an agent ({_name(agent.identity)})"
+        other = self.by_identity.get(identity)
+        if other is not None and other.node != msg.node:
+            return f"this agent already serves node {other.node}"
+        return None
+
+    def _hello_from(self, identity: bytes, msg: AgentHelloMsg) -> None:
+        problem = self._hello_problem(identity, msg)
+        if problem is not None:
+            self.guard.bad_frame(_name(identity), f"agent hello refused: {problem}")
+            if self.sender is not None and identity not in self.by_identity:
+                self.sender.send(AgentStopMsg(), identity)  # a refused agent exits instead of waiting
+            return
+        agent = self.agents[msg.node]
+        if agent.identity == identity:
+            return  # said again: nothing changes
         agent.identity = identity
         agent.cpus = list(msg.cpus)
         agent.gpus = [str(g) for g in msg.gpus]
         agent.pid = msg.pid
         self.by_identity[identity] = agent
+        self._strangers.discard(identity)
+        self.watcher.watch(agent.node)
         self._hello.set()
-        return agent
+        _log.info("node agent on %s connected (pid %s, CPUs %s, GPUs %s)", agent.node, agent.pid, agent.cpus,
+                  agent.gpus or "none")
 
-    def _key(self, raw: Any) -> TaskKey:
-        return (str(raw[0]), None if raw[1] is None else int(raw[1]))
+    def _task_of(self, agent: _AgentConn, raw: List[Any]) -> Optional[RunningTask]:
+        """The running task of ``agent`` whose key is ``raw``; None if it runs no such task."""
+        key: TaskKey = (str(raw[0]), None if raw[1] is None else int(raw[1]))
+        task = self.running.get(key)
+        if task is None or task.allocation.parts[0].name != agent.node:
+            return None
+        return task
 
-    def _started(self, msg: StartedMsg) -> None:
-        task = self.running.get(self._key(msg.key))
+    def _started(self, agent: _AgentConn, msg: StartedMsg) -> None:
+        task = self._task_of(agent, msg.key)
         if task is None:
             return
         if msg.error is not None:
             task.error = msg.error
-            self._exited(task.key, -1, time.time())
+            self._finished(task, -1, time.time())
             return
         task.pid = msg.pid
         if self.on_pid is not None:
             self.on_pid(task)
 
-    def _exited(self, key: Any, code: int, when: float) -> None:
-        task = self.running.pop(self._key(key), None)
-        if task is None:
-            return
-        for timer in task.timers:
-            timer.cancel()
-        if task.plan.hostfile:
-            with contextlib.suppress(OSError):
-                os.unlink(task.plan.hostfile)
-        if not self.running:
-            self._idle.set()
-        self.on_exit(task, code, when)
-
     # --- heartbeats and lost agents ------------------------------------------------------
-    def _beat(self) -> None:
-        now = time.monotonic()
-        for agent in list(self.agents.values()):
-            if agent.lost:
-                continue
-            dead = agent.proc is not None and agent.proc.poll() is not None
-            if dead or now - agent.last_seen > self.lost_after:
-                self._lose(agent, "its srun step ended" if dead else
-                           f"no message for {now - agent.last_seen:.1f}s")
-            else:
-                self._queue(agent, HeartbeatMsg())
-        self._timer = self.loop.call_later(self.heartbeat, self._beat)
+    def _send(self, agent: _AgentConn, msg: Message) -> None:
+        if self.sender is not None and agent.identity is not None and not agent.lost:
+            self.sender.send(msg, agent.identity)
 
-    def _lose(self, agent: _AgentConn, why: str) -> None:
+    def _beat(self, node: str) -> None:
+        agent = self.agents.get(node)
+        if agent is not None:
+            self._send(agent, HeartbeatMsg())
+
+    def _gone(self, node: str) -> Optional[str]:
+        agent = self.agents.get(node)
+        proc = agent.proc if agent is not None else None
+        if proc is not None and proc.poll() is not None:
+            return f"its srun step ended with exit code {proc.returncode}"
+        return None
+
+    def _lose(self, node: str, why: str) -> None:
+        agent = self.agents.get(node)
+        if agent is None or agent.lost:
+            return
+        _log.error("node agent on %s lost (%s): its tasks fail and the node is left out", node, why)
+        if self.sender is not None and agent.identity is not None:
+            # one that was only silent and comes back must not keep running tasks reported failed
+            self.sender.discard(agent.identity)
+            self.sender.send(AgentStopMsg(), agent.identity)
         agent.lost = True
-        _log.error("node agent on %s lost (%s): its tasks fail and the node is left out", agent.node, why)
+        self.watcher.forget(node)
         if self.on_node_lost is not None:
-            self.on_node_lost(agent.node)
-        for task in [t for t in self.running.values() if t.allocation.parts[0].name == agent.node]:
-            task.error = f"node agent on {agent.node} lost ({why})"
-            self._exited(task.key, -9, time.time())
+            self.on_node_lost(node)
+        for task in [t for t in self.running.values() if t.allocation.parts[0].name == node]:
+            task.error = f"node agent on {node} lost ({why})"
+            self._finished(task, -9, time.time())
 
     # --- the executor interface ----------------------------------------------------------
     def start(self, spec: TaskSpec, iteration: Optional[int], alloc: Allocation) -> Optional[str]:
-        self._steps += 1
         node = alloc.parts[0].name
         agent = self.agents.get(node)
-        if agent is None or agent.lost:
+        if agent is None or agent.lost or agent.identity is None:
             return f"no agent on node {node}"
-        try:
-            plan = build_plan(spec.desc, iteration, alloc, root_wd=self.root_wd, base_env={},
-                              step_id=str(self._steps), env_schema=self.env_schema,
-                              zmq_address=self.zmq_address, hostfile_dir=self.hostfile_dir, launch="agents")
-        except Exception as exc:
-            return f"cannot prepare the task: {exc}"
-        if plan.venv is not None and not os.path.isfile(os.path.join(plan.venv, "bin", "activate")):
-            return f"virtual environment {plan.venv!r} not found (no bin/activate)"
-        if plan.hostfile:
-            self._ensure_dir(self.hostfile_dir)
-            with open(plan.hostfile, "w") as fh:
-                fh.write("".join(f"{p.name}\n" * len(p.cores) for p in alloc.parts))
+        plan = self._plan(spec, iteration, alloc)
+        if isinstance(plan, str):
+            return plan
+        problem = self._venv_problem(plan)
+        if problem is not None:
+            return problem
+        self._write_hostfile(plan, alloc)
         task = RunningTask(spec, iteration, alloc, plan, None, 0, time.time())
-        self.running[task.key] = task
-        self._idle.clear()
+        self._track(task)
         cores = [int(c) for c in alloc.parts[0].core_ids if c.isdigit()] or None
-        self._queue(agent, RunMsg([spec.name, iteration], plan.argv, plan.wd, plan.env, plan.stdin, plan.stdout,
-                                  plan.stderr, cores))
-        wt = spec.desc.resources.wt
-        if wt is not None:
-            task.timers.append(self.loop.call_later(wt, self.stop, task.key, STOP_WALLTIME))
+        self._send(agent, RunMsg([spec.name, iteration], plan.argv, plan.wd, plan.env, plan.stdin, plan.stdout,
+                                 plan.stderr, cores))
         return None
 
     def _signal(self, task: RunningTask, sig: int) -> None:
@@ -283,14 +330,14 @@ class AgentExecutor(LocalExecutor):
             return
         agent = self.agents.get(task.allocation.parts[0].name)
         if agent is not None:
-            self._queue(agent, SignalMsg([task.key[0], task.key[1]], int(sig)))
+            self._send(agent, SignalMsg([task.key[0], task.key[1]], int(sig)))
 
     def close(self) -> None:
         for agent in self.agents.values():
-            self._queue(agent, AgentStopMsg())
-        self._flush()
-        if self._timer is not None:
-            self._timer.cancel()
+            self._send(agent, AgentStopMsg())
+        if self.sender is not None:
+            self.sender.flush()
+        self.watcher.close()
 
     async def stop_agents(self, timeout: float = 10.0) -> None:
         """Ask every agent to exit and wait for their srun steps to end."""
@@ -309,5 +356,5 @@ class AgentExecutor(LocalExecutor):
         await self.loop.run_in_executor(None, wait_all)
         if self._recv_task is not None:
             self._recv_task.cancel()
-        self.sock.close(linger=0)
-
+        if self.sock is not None:
+            self.sock.close(linger=0)
