@@ -2,9 +2,18 @@
 
 ``python -m qcg_pilotjob.launcher.agent --address ADDR --node NAME`` connects a DEALER to
 its partition manager, says hello (the CPUs it may use, its GPUs), then starts the tasks
-it is sent, bound to CPUs, and reports their starts and exits in batches. It exits when
-told to, when the partition has been silent for ``lost_after`` seconds, or on SIGTERM;
-its tasks are killed first.
+it is sent, bound to CPUs, and reports their starts and exits in batches (one
+:class:`~..protocol.batch.BatchSender`). It exits when told to, when the partition has
+been silent for ``lost_after`` seconds (the one
+:class:`~..protocol.heartbeat.HeartbeatWatcher`, with the partition as its one peer), or
+on SIGTERM; its tasks are killed first.
+
+Frames arrive through the one receive loop (:func:`~..protocol.receive.receive_loop`):
+an undecodable frame is logged and dropped, and every message is handled inside the
+loop's guard, so nothing the partition sends ends the loop. A task that cannot be started
+(an argv that cannot be executed, a working directory that cannot be made, files that
+cannot be opened) is answered with a :class:`~..protocol.messages.StartedMsg` that holds
+the error.
 
 Binding: the task's core positions (0..n-1 on the node, as Slurm counts them) are mapped
 onto the CPUs this agent may really use (``sched_getaffinity``). If the node has fewer
@@ -17,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -24,10 +34,11 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..protocol.batch import BatchSender
-from ..protocol.codec import receive_batches
+from ..protocol.codec import DecodeError, decode_batch
+from ..protocol.heartbeat import HeartbeatWatcher
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     AgentHelloMsg,
@@ -39,6 +50,7 @@ from ..protocol.messages import (
     SignalMsg,
     StartedMsg,
 )
+from ..protocol.receive import FrameGuard, receive_loop
 from ..protocol.transport import async_context, connect_dealer
 
 __all__ = ["Agent", "main"]
@@ -47,32 +59,78 @@ _log = logging.getLogger("qcg_pilotjob.agent")
 
 Key = Tuple[Any, ...]
 
+#: the agent's one peer
+PARTITION = "the partition manager"
+#: heartbeats the partition may miss before the agent gives up on it
+LOST_AFTER_BEATS = 30
+
 
 class Agent:
-    def __init__(self, address: str, node: str, heartbeat: float = 1.0) -> None:
+    """One node's agent; :meth:`run` serves the partition at ``address`` until stopped."""
+
+    def __init__(self, address: str, node: str, heartbeat: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.address = address
         self.node = node
-        self.heartbeat = heartbeat
-        self.lost_after = 30 * heartbeat
         try:
             self.cpus = sorted(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - not Linux
             self.cpus = list(range(os.cpu_count() or 1))
         self.gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
         self.procs: Dict[Key, Tuple[subprocess.Popen, int]] = {}
-        self._last_seen = time.monotonic()
-        self._done = asyncio.Event()
+        self.guard = FrameGuard(_log, f"agent on {node}")
+        self.watcher: HeartbeatWatcher[str] = HeartbeatWatcher(
+            heartbeat, LOST_AFTER_BEATS * heartbeat, send_beat=self._beat,
+            on_lost=lambda _peer, why: self.stop(f"{PARTITION} is lost ({why})"), clock=clock)
+        self.sender: Optional[BatchSender] = None
+        self._done: Optional[asyncio.Event] = None
+        self._stopping = False
         self._warned_wrap = False
 
     # --- messages ----------------------------------------------------------------------
     def _send(self, msg: Message) -> None:
-        self.sender.send(msg)
+        if self.sender is not None:
+            self.sender.send(msg)
 
-    def _flush(self) -> None:
-        self.sender.flush()
+    def _beat(self, _peer: str) -> None:
+        self._send(HeartbeatMsg(len(self.procs)))
+
+    def _on_frame(self, frames: List[bytes]) -> None:
+        """One frame from the partition: a batch; each message is handled on its own."""
+        self.watcher.seen(PARTITION)
+        if len(frames) != 1:
+            self.guard.bad_frame(PARTITION, f"{len(frames)} frame parts, expected 1")
+            return
+        try:
+            msgs = decode_batch(frames[0])
+        except DecodeError as exc:
+            self.guard.bad_frame(PARTITION, exc)
+            return
+        for msg in msgs:
+            self.guard.run(PARTITION, functools.partial(self._on_message, msg))
+
+    def _on_message(self, msg: Message) -> None:
+        if isinstance(msg, RunMsg):
+            if self._stopping:
+                self._send(StartedMsg(list(msg.key), 0, f"the agent on {self.node} is stopping", None))
+            else:
+                self._run(msg)
+        elif isinstance(msg, SignalMsg):
+            self._signal(tuple(msg.key), msg.sig)
+        elif isinstance(msg, AgentStopMsg):
+            self.stop(f"{PARTITION} asked")
+        elif not isinstance(msg, HeartbeatMsg):
+            self.guard.bad_frame(PARTITION, f"unexpected {type(msg).__name__}")
 
     # --- tasks -------------------------------------------------------------------------
     def _bind_cpus(self, cores: Optional[List[int]]) -> Optional[List[int]]:
+        """The CPUs a task on core positions ``cores`` is bound to.
+
+        >>> agent = Agent("tcp://127.0.0.1:1", "n1")
+        >>> agent.cpus = [4, 5]
+        >>> agent._bind_cpus([0, 3])
+        [4, 5]
+        """
         if not cores:
             return None
         if max(cores) >= len(self.cpus) and not self._warned_wrap:
@@ -89,12 +147,31 @@ class Agent:
         return sorted(chosen)
 
     def _run(self, msg: RunMsg) -> None:
+        """Start a task; a task that cannot start is answered with the error."""
         key = tuple(msg.key)
-        cpus = self._bind_cpus(msg.cores)
+        if key in self.procs:
+            self.guard.bad_frame(PARTITION, f"task {key} is already running: its second start is dropped")
+            return
+        cpus: Optional[List[int]] = None
+        try:
+            cpus = self._bind_cpus(msg.cores)
+            proc = self._spawn(msg, cpus)
+        except Exception as exc:  # whatever the message holds that cannot be run: answered, not raised
+            self._send(StartedMsg(list(key), 0, f"cannot start on {self.node}: {exc}", cpus))
+            return
+        pidfd = os.pidfd_open(proc.pid)
+        self.procs[key] = (proc, pidfd)
+        asyncio.get_running_loop().add_reader(pidfd, self._reap, key)
+        self._send(StartedMsg(list(key), proc.pid, None, cpus))
+
+    @staticmethod
+    def _spawn(msg: RunMsg, cpus: Optional[List[int]]) -> subprocess.Popen:
+        """The task's process, in its working directory, bound to ``cpus``; raises if it cannot start."""
         env = dict(os.environ)
         env.update(msg.env)
         if cpus is not None:
             env["QCG_PM_CPU_SET"] = ",".join(map(str, cpus))
+        os.makedirs(msg.wd, exist_ok=True)
         fds: List[int] = []
         try:
             stdin = stdout = stderr = subprocess.DEVNULL
@@ -111,33 +188,28 @@ class Agent:
                 else:
                     stderr = os.open(msg.stderr, flags_w, 0o644)
                     fds.append(stderr)
-            os.makedirs(msg.wd, exist_ok=True)
             old = os.sched_getaffinity(0) if cpus is not None else None
             try:
                 if cpus is not None:
                     os.sched_setaffinity(0, cpus)
-                proc = subprocess.Popen(msg.argv, cwd=msg.wd, env=env, stdin=stdin, stdout=stdout,
-                                        stderr=stderr, start_new_session=True, close_fds=True)
+                return subprocess.Popen(msg.argv, cwd=msg.wd, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
+                                        start_new_session=True, close_fds=True)
             finally:
                 if old is not None:
                     os.sched_setaffinity(0, old)
-        except (OSError, ValueError) as exc:
-            self._send(StartedMsg(list(key), 0, f"cannot start on {self.node}: {exc}", cpus))
-            return
         finally:
             for fd in fds:
                 os.close(fd)
-        pidfd = os.pidfd_open(proc.pid)
-        self.procs[key] = (proc, pidfd)
-        asyncio.get_running_loop().add_reader(pidfd, self._reap, key)
-        self._send(StartedMsg(list(key), proc.pid, None, cpus))
 
     def _reap(self, key: Key) -> None:
         entry = self.procs.get(key)
         if entry is None:
             return
         proc, pidfd = entry
-        pid, status = os.waitpid(proc.pid, os.WNOHANG)
+        try:
+            pid, status = os.waitpid(proc.pid, os.WNOHANG)
+        except ChildProcessError:
+            pid, status = proc.pid, 255 << 8
         if pid == 0:
             return
         asyncio.get_running_loop().remove_reader(pidfd)
@@ -146,7 +218,7 @@ class Agent:
         proc.returncode = code
         del self.procs[key]
         self._send(ExitMsg(list(key), code, time.time()))
-        if self._stopping and not self.procs:
+        if self._stopping and not self.procs and self._done is not None:
             self._done.set()
 
     def _signal(self, key: Key, sig: int) -> None:
@@ -156,74 +228,62 @@ class Agent:
                 os.killpg(entry[0].pid, sig)
 
     # --- main --------------------------------------------------------------------------
-    _stopping = False
-
     def stop(self, reason: str) -> None:
+        """Kill every task; :meth:`run` returns once they have all been reaped."""
         if self._stopping:
             return
         self._stopping = True
         _log.info("agent on %s stopping: %s", self.node, reason)
         for key in list(self.procs):
             self._signal(key, signal.SIGKILL)
-        if not self.procs:
+        if not self.procs and self._done is not None:
             self._done.set()
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        self.sock = connect_dealer(async_context(), self.address, f"agent:{self.node}:{os.getpid()}")
-        self.sender = BatchSender(self.sock, "the partition manager")
+        self._done = asyncio.Event()
+        sock = connect_dealer(async_context(), self.address, f"agent:{self.node}:{os.getpid()}")
+        self.sender = BatchSender(sock, PARTITION, loop)
         self._send(AgentHelloMsg(self.node, PROTOCOL_VERSION, self.cpus, self.gpus, os.getpid()))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, f"signal {sig}")
-        timer: List[asyncio.TimerHandle] = []
-
-        def beat() -> None:
-            if time.monotonic() - self._last_seen > self.lost_after:
-                self.stop(f"no message from the partition manager for {self.lost_after:g}s")
-            else:
-                self._send(HeartbeatMsg(len(self.procs)))
-            timer[:] = [loop.call_later(self.heartbeat, beat)]
-
-        timer.append(loop.call_later(self.heartbeat, beat))
-        receiver = loop.create_task(self._receive())
+        self.watcher.watch(PARTITION)
+        self.watcher.start(loop)
+        receiver = loop.create_task(receive_loop(sock, self._on_frame, self.guard, lambda _frames: PARTITION))
+        if self._stopping and not self.procs:
+            self._done.set()
         await self._done.wait()
-        self._flush()
+        self.sender.flush()
         receiver.cancel()
-        for t in timer:
-            t.cancel()
-        self.sock.close(linger=2000)
+        self.watcher.close()
+        sock.close(linger=2000)
         return 0
 
-    async def _receive(self) -> None:
-        async for msgs in receive_batches(self.sock, "the partition manager", _log):
-            self._last_seen = time.monotonic()
-            for msg in msgs:
-                if isinstance(msg, RunMsg):
-                    if not self._stopping:
-                        self._run(msg)
-                elif isinstance(msg, SignalMsg):
-                    self._signal(tuple(msg.key), msg.sig)
-                elif isinstance(msg, AgentStopMsg):
-                    self.stop("the partition manager asked")
 
-
-def main(argv: Optional[List[str]] = None) -> None:
+def _arguments(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="qcg_pilotjob.launcher.agent",
                                      description="qcg_pilotjob node agent (started by a partition manager)")
     parser.add_argument("--address", required=True, help="the partition manager's agent endpoint")
     parser.add_argument("--node", default=socket.gethostname(), help="this node's name in the allocation")
     parser.add_argument("--heartbeat", type=float, default=1.0)
     parser.add_argument("--log", default=None, help="log file")
-    args = parser.parse_args(argv)
-    if args.log:
-        handler: logging.Handler = logging.FileHandler(args.log)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run an agent with these command-line arguments; returns its exit code. Logging is
+    set up here, not on import."""
+    args = _arguments(argv)
+    handler: logging.Handler = logging.FileHandler(args.log) if args.log else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s agent " + args.node + ": %(message)s"))
     _log.addHandler(handler)
     _log.setLevel(logging.INFO)
-    sys.exit(asyncio.run(Agent(args.address, args.node, args.heartbeat).run()))
+    try:
+        return asyncio.run(Agent(args.address, args.node, args.heartbeat).run())
+    finally:
+        _log.removeHandler(handler)
+        handler.close()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
