@@ -37,12 +37,13 @@ def end_process_groups(procs: Iterable[Tuple[int, float]], tolerance: float = 5.
     return ended
 
 
-def kill_process(pid: int, marker: str) -> bool:
+def kill_process(pid: int, marker: str, created_before: float) -> bool:
     """SIGKILL one process (e.g. a hung partition manager) if its command line holds
-    ``marker`` (a pid given to another process since is left alone); False if it was gone."""
+    ``marker`` and it was created before ``created_before`` (a pid given to another
+    process since is left alone); False if it was not killed."""
     try:
         proc = psutil.Process(pid)
-        if marker not in proc.cmdline():
+        if marker not in proc.cmdline() or proc.create_time() > created_before:
             return False
         proc.kill()
     except psutil.Error:

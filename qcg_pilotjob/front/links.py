@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
 
 from ..protocol.messages import Message
@@ -47,6 +48,7 @@ class PartitionLink:
         self.send = send
         self.host = host
         self.pid = pid
+        self.joined = time.time()
         self.used_cores = 0
         self.stopped = False      # it said it stopped
         self.lost = False         # it stopped answering; its work was failed or moved

@@ -1,9 +1,9 @@
 """Every ZMQ socket of qcg_pilotjob is made here.
 
 Socket options (linger, message size limit, high-water marks, timeouts) and, next,
-authentication are set in one place. Sends on an asyncio socket go through that socket
-itself (see :class:`.batch.BatchSender`), never through a blocking shadow of it. Servers are asyncio sockets; clients (the Python API)
-are blocking ones.
+authentication are set in one place. Servers are asyncio sockets; clients (the Python API)
+are blocking ones. Sends on an asyncio socket go through that socket itself (see
+:class:`.batch.BatchSender`), never through a blocking shadow of it.
 
 >>> parse_address("host")
 'tcp://host:5555'

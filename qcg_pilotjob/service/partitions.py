@@ -42,7 +42,7 @@ def _ended(what: List[str]) -> str:
 def local_stopper(link: PartitionLink, procs: Procs) -> str:
     """A partition on this host: kill its process and its tasks' process groups."""
     what = []
-    if link.pid > 0 and kill_process(link.pid, "--parent"):
+    if link.pid > 0 and kill_process(link.pid, "--parent", created_before=link.joined):
         what.append(f"its manager process {link.pid}")
     ended = end_process_groups(procs)
     if ended:

@@ -7,9 +7,9 @@ running are ended (they run again: their end was not recorded).
 
 >>> from qcg_pilotjob.front.journal import Replay
 >>> cfg = ServiceConfig(resume="aux")
->>> resumed_config(cfg, Replay(config={"governor": True, "nodes": "a:2,b:2", "slurm_partition_nodes": 1})).nodes
+>>> resumed_config(cfg, Replay(config={"governor": True, "nodes": "a:2,b:2", "slurm_partition_nodes": 1}))[0].nodes
 'a:2,b:2'
->>> resumed_config(ServiceConfig(resume="aux", nodes="4"), Replay(config={"nodes": "a:2"})).nodes
+>>> resumed_config(ServiceConfig(resume="aux", nodes="4"), Replay(config={"nodes": "a:2"}))[0].nodes
 '4'
 """
 
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Dict
+import os
+from typing import Any, Dict, Tuple
 
 from ..front.journal import Replay
 from ..processes import end_process_groups
@@ -28,24 +29,29 @@ __all__ = ["RECORDED", "recorded_config", "resumed_config", "stop_leftovers"]
 _log = logging.getLogger("qcg_pilotjob.service")
 
 #: options kept in the journal; a resume without them on its command line uses these
-RECORDED = ("governor", "nodes", "slurm_partition_nodes", "system_core", "dry_run", "net", "report_format",
-            "report_file", "envschema", "kill_grace")
+RECORDED = ("wd", "governor", "nodes", "resources", "slurm_partition_nodes", "system_core", "dry_run", "net",
+            "report_format", "report_file", "envschema", "kill_grace")
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ServiceConfig)}
 
 
 def recorded_config(cfg: ServiceConfig) -> Dict[str, Any]:
-    return {name: getattr(cfg, name) for name in RECORDED}
+    """The options to record (of a validated configuration; ``wd`` absolute)."""
+    out = {name: getattr(cfg, name) for name in RECORDED}
+    out["wd"] = os.path.abspath(cfg.wd)
+    return out
 
 
-def resumed_config(cfg: ServiceConfig, replay: Replay) -> ServiceConfig:
-    """``cfg`` with the recorded options of the first run where ``cfg`` has the default."""
+def resumed_config(cfg: ServiceConfig, replay: Replay) -> Tuple[ServiceConfig, Dict[str, Any]]:
+    """``cfg`` (validated) with the recorded options of the first run where ``cfg`` has
+    the default, and the options so taken. The recorded ones were validated by the first
+    run, so the result is not validated again (that would, e.g., turn ``--net`` on)."""
     changes = {name: value for name, value in replay.config.items()
                if name in RECORDED and getattr(cfg, name) == _DEFAULTS[name] and value != _DEFAULTS[name]}
-    if not changes:
-        return cfg
-    _log.info("resume: options of the first run used: %s", ", ".join(f"{k}={v}" for k, v in sorted(changes.items())))
-    return dataclasses.replace(cfg, **changes).validate()
+    if cfg.nodes is not None or cfg.resources != _DEFAULTS["resources"]:
+        changes.pop("resources", None)  # resources chosen on this command line win as a whole
+        changes.pop("nodes", None)
+    return (dataclasses.replace(cfg, **changes) if changes else cfg), changes
 
 
 def stop_leftovers(replay: Replay) -> int:

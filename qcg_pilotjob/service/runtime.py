@@ -67,22 +67,23 @@ class Service:
     """One service instance; :meth:`run` returns the process exit code."""
 
     def __init__(self, cfg: ServiceConfig) -> None:
-        self.wd = os.path.abspath(cfg.wd)
         self.replay: Optional[Replay] = None
         self.requests: List[Any] = []
         self.request_offset = 0
+        self.resumed_options: Dict[str, Any] = {}
         # things that can fail are done before the loop starts: a clear error, exit non-zero
+        if cfg.resume:
+            self.aux_dir = find_aux_dir(cfg.resume)
+            self.replay = read_journal(self.aux_dir)
+            cfg, self.resumed_options = resumed_config(cfg, self.replay)
+            self.instance_id = instance_of(self.aux_dir)
+        self.wd = os.path.abspath(cfg.wd)
         if not os.path.isdir(self.wd):
             try:
                 os.makedirs(self.wd, exist_ok=True)
             except OSError as exc:
                 raise ConfigError(f"--wd: cannot create {self.wd}: {exc.strerror}") from None
-        if cfg.resume:
-            self.aux_dir = find_aux_dir(cfg.resume)
-            self.replay = read_journal(self.aux_dir)
-            cfg = resumed_config(cfg, self.replay)
-            self.instance_id = instance_of(self.aux_dir)
-        else:
+        if not cfg.resume:
             self.instance_id = cfg.instance_id()
             self.aux_dir = aux_dir(self.wd, self.instance_id)
             if os.path.exists(self.aux_dir):
@@ -238,8 +239,6 @@ class Service:
                 stack.callback(child.kill)
         if self.hub is not None:
             self.hub.stopper_for = stopper_for(self.spawned, self.slurm.job_id if self.slurm else None)
-        _log.info("resources: %d nodes, %d cores%s", self.pool.total_nodes, self.pool.total_cores,
-                  " (one core reserved for the service)" if self.cfg.system_core else "")
 
     async def _start_local_partition(self, stack: contextlib.AsyncExitStack) -> None:
         """Single-manager mode: the same front with one partition in this process."""
@@ -300,6 +299,9 @@ class Service:
     def _resume(self) -> None:
         if self.replay is None:
             return
+        if self.resumed_options:
+            _log.info("resume: options of the first run used: %s",
+                      ", ".join(f"{k}={v}" for k, v in sorted(self.resumed_options.items())))
         stop_leftovers(self.replay)
         restored = self.front.replay(self.replay)
         _log.warning("resumed from %s: %d jobs restored, %d tasks already final", self.aux_dir, restored,
@@ -357,6 +359,11 @@ class Service:
     def _announce(self) -> None:
         """Clients find the address once a submit can be served; a LocalManager is told."""
         cfg = self.cfg
+        reserved = ""
+        if cfg.system_core:
+            reserved = " (one core reserved in each partition)" if cfg.governor else " (one core reserved)"
+        _log.info("resources: %d nodes, %d cores in %d partition(s)%s", self.front.total_nodes,
+                  self.front.total_cores, sum(1 for lk in self.front.links if lk.live), reserved)
         if self.net is not None and not (cfg.governor and not cfg.slurm_partition_nodes):
             self._write_address(self.net.address)
         if cfg.ready_fd is None:
