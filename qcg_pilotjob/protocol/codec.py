@@ -79,7 +79,7 @@ def _unpack(data: bytes) -> Any:
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:
-        raise DecodeError(f"undecodable message: {exc}") from None
+        raise DecodeError(f"undecodable message: {type(exc).__name__}{': ' if str(exc) else ''}{exc}") from None
 
 
 def _check_version(version: Any) -> None:
