@@ -662,3 +662,55 @@ def test_regression_address_written_when_ready(cluster: None, tmp_path: Path) ->
         assert s[ident]["resources"] == {"total_nodes": 2, "total_cores": 4, "used_cores": 0, "free_cores": 4}
         assert s[ident]["states"] == {"x": "SUCCEED"}
         assert f"{ident} exit code 0" in b.out
+
+
+CANCEL_STEPS_DRIVER = '''
+import subprocess
+from qcg_pilotjob.slurm.srun import cancel_steps, parse_steps, squeue_steps_command
+
+JOB = os.environ["SLURM_JOB_ID"]
+
+def steps():
+    out = subprocess.run(squeue_steps_command(JOB), capture_output=True, text=True, timeout=30).stdout
+    return {name: step for step, name in parse_steps(out, JOB)}
+
+def main():
+    both = {"qcgpj-sleeper", "qcgpj-keeper"}
+    summary["before"] = until(lambda: (lambda s: s if both <= set(s) else None)(steps()), 60, "both steps")
+    start = time.monotonic()
+    summary["ended"] = cancel_steps(JOB, ["qcgpj-sleeper", "no-such-step"])
+    until(lambda: "qcgpj-sleeper" not in steps(), 20, "the sleeper step gone")
+    summary["gone_seconds"] = time.monotonic() - start
+    summary["after"] = steps()
+    summary["other_job"] = cancel_steps("999999999", ["qcgpj-keeper"])
+    summary["keeper_ended"] = cancel_steps(JOB, ["qcgpj-keeper"], signal=None)
+'''
+
+
+def test_cancel_steps_by_name(cluster: None, tmp_path: Path) -> None:
+    """slurm.srun.cancel_steps ends the named step of this allocation, and only that one
+    (what the governor does to a lost partition's step and its agents' steps)."""
+    from qcg_pilotjob.slurm.srun import step_command
+
+    sleeper = shlex.join(step_command("n2", ["sleep", "300"], name="qcgpj-sleeper", unbuffered=True))
+    keeper = shlex.join(step_command("n1", ["sleep", "300"], name="qcgpj-keeper", unbuffered=True,
+                                     oversubscribe=True))
+    b = run_batch(tmp_path, f"""
+        {sleeper} &
+        SLEEPER=$!
+        {keeper} &
+        KEEPER=$!
+        {write_driver(tmp_path, CANCEL_STEPS_DRIVER)}
+        wait $SLEEPER; echo "sleeper exit code $?"
+        wait $KEEPER; echo "keeper exit code $?"
+        """, "-N", "2", timeout=90)
+    s = b.summary()
+    before = s["before"]
+    assert all(re.fullmatch(rf"{b.job_id}\.\d+", before[n]) for n in ("qcgpj-sleeper", "qcgpj-keeper")), before
+    assert s["ended"] == [before["qcgpj-sleeper"]]
+    assert s["gone_seconds"] < 10, s["gone_seconds"]
+    assert s["after"].get("qcgpj-keeper") == before["qcgpj-keeper"]  # the other step was left alone
+    assert s["other_job"] == []
+    assert s["keeper_ended"] == [before["qcgpj-keeper"]]
+    codes = dict(re.findall(r"(sleeper|keeper) exit code (\d+)", b.out))
+    assert codes.keys() == {"sleeper", "keeper"} and "0" not in codes.values(), b.out
