@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..protocol.batch import BatchSender
 from ..protocol.codec import DecodeError, decode_batch
-from ..protocol.heartbeat import HeartbeatWatcher
+from ..protocol.heartbeat import LOST_AFTER_BEATS, HeartbeatWatcher
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     AgentHelloMsg,
@@ -61,8 +61,6 @@ Key = Tuple[Any, ...]
 
 #: the agent's one peer
 PARTITION = "the partition manager"
-#: heartbeats the partition may miss before the agent gives up on it
-LOST_AFTER_BEATS = 30
 
 
 class Agent:

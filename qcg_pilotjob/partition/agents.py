@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 
 from ..protocol.batch import BatchSender
 from ..protocol.codec import DecodeError, decode_batch
-from ..protocol.heartbeat import HeartbeatWatcher
+from ..protocol.heartbeat import LOST_AFTER_BEATS, HeartbeatWatcher
 from ..protocol.messages import (
     PROTOCOL_VERSION,
     AgentHelloMsg,
@@ -60,9 +60,6 @@ from .scheduler import TaskSpec
 __all__ = ["AgentExecutor"]
 
 _log = logging.getLogger(__name__)
-
-#: heartbeats an agent may miss before it is lost (a dead agent's srun step ends at once)
-LOST_AFTER_BEATS = 30
 
 
 class _AgentConn:

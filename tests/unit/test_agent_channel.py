@@ -18,11 +18,12 @@ import pytest
 import zmq
 
 from qcg_pilotjob.jobdesc import JobDescription
-from qcg_pilotjob.partition.agents import LOST_AFTER_BEATS, AgentExecutor
+from qcg_pilotjob.partition.agents import AgentExecutor
 from qcg_pilotjob.partition.executor import RunningTask
 from qcg_pilotjob.partition.manager import PartitionManager
 from qcg_pilotjob.partition.scheduler import TaskSpec
 from qcg_pilotjob.protocol.codec import decode_batch, encode_batch
+from qcg_pilotjob.protocol.heartbeat import LOST_AFTER_BEATS
 from qcg_pilotjob.protocol.messages import (
     PROTOCOL_VERSION,
     AgentHelloMsg,
