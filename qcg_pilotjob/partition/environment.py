@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from ..jobdesc import Execution, JobDescription
 from ..resources import Allocation
@@ -62,21 +62,17 @@ def _resolve(path: Optional[str], values: Mapping[str, str], base: str) -> Optio
     return path if os.path.isabs(path) else os.path.join(base, path)
 
 
-def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation, *, root_wd: str,
-               base_env: Mapping[str, str], step_id: str, env_schema: str,
-               zmq_address: Optional[str], hostfile_dir: str, launch: str = "local") -> LaunchPlan:
-    """Everything needed to start one task, with variables substituted. With ``launch``
-    other than ``local`` (inside Slurm) the execution model wraps the command."""
-    ex: Execution = desc.execution
-    mpi = launch != "local" and ex.model in MPI_MODELS
-    values = start_variables(desc, iteration, alloc, root_wd)
-    wd = _resolve(ex.wd, values, root_wd) or root_wd
+def _user_env(ex: Execution, values: Mapping[str, str], base_env: Mapping[str, str]) -> Dict[str, str]:
+    """The inherited environment with the job's own variables (substituted) over it."""
     env = dict(base_env)
     for key, val in ex.env.items():
         env[key] = substitute(val, values)
-    nodelist = ",".join(alloc.node_names)
-    tpn = tasks_per_node(alloc)
-    ncores = str(alloc.cores)
+    return env
+
+
+def _add_qcg_env(env: Dict[str, str], desc: JobDescription, iteration: Optional[int], alloc: Allocation, *,
+                 step_id: str, zmq_address: Optional[str], nodelist: str, ncores: str, tpn: str) -> None:
+    """Add the QCG execution environment (``QCG_PM_*``, and the GPUs given to the task)."""
     env.update({
         "QCG_PM_NNODES": str(alloc.nodes),
         "QCG_PM_NODELIST": nodelist,
@@ -96,34 +92,59 @@ def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation
         # per-node GPU ids: the first node's ids are what a process on it sees
         env["CUDA_VISIBLE_DEVICES"] = ",".join(alloc.parts[0].gpu_ids)
         env["QCG_PM_GPU_SET"] = ";".join(f"{p.name}:{','.join(p.gpu_ids)}" for p in alloc.parts)
-    hostfile = None
-    if alloc.cores > 1 or mpi:
-        suffix = f".{iteration}" if iteration is not None else ""
-        hostfile = os.path.join(hostfile_dir, f"{desc.name.replace('/', '_')}{suffix}.hostfile")
-        env["QCG_PM_HOSTFILE"] = hostfile
-    if env_schema == "slurm":
-        env.update({
-            "SLURM_NNODES": str(alloc.nodes),
-            "SLURM_NODELIST": nodelist,
-            "SLURM_NPROCS": ncores,
-            "SLURM_NTASKS": ncores,
-            "SLURM_JOB_NODELIST": nodelist,
-            "SLURM_JOB_NUM_NODES": str(alloc.nodes),
-            "SLURM_STEP_NODELIST": nodelist,
-            "SLURM_STEP_NUM_NODES": str(alloc.nodes),
-            "SLURM_STEP_NUM_TASKS": ncores,
-            "SLURM_NTASKS_PER_NODE": tpn,
-            "SLURM_STEP_TASKS_PER_NODE": tpn,
-            "SLURM_TASKS_PER_NODE": tpn,
-        })
-        if hostfile:
-            env["SLURM_HOSTFILE"] = hostfile
-    if ex.model == "threads":
-        env["OMP_NUM_THREADS"] = ncores
-        if launch == "agents":  # the agent binds the task to its cores: keep threads on them
-            env.setdefault("OMP_PROC_BIND", "true")
-            env.setdefault("OMP_PLACES", "cores")
-    # command line
+
+
+def _hostfile_path(hostfile_dir: str, name: str, iteration: Optional[int]) -> str:
+    suffix = f".{iteration}" if iteration is not None else ""
+    return os.path.join(hostfile_dir, f"{name.replace('/', '_')}{suffix}.hostfile")
+
+
+def _add_slurm_env(env: Dict[str, str], nnodes: int, *, nodelist: str, ncores: str, tpn: str,
+                   hostfile: Optional[str]) -> None:
+    """Add the Slurm execution environment (``--envschema slurm``)."""
+    env.update({
+        "SLURM_NNODES": str(nnodes),
+        "SLURM_NODELIST": nodelist,
+        "SLURM_NPROCS": ncores,
+        "SLURM_NTASKS": ncores,
+        "SLURM_JOB_NODELIST": nodelist,
+        "SLURM_JOB_NUM_NODES": str(nnodes),
+        "SLURM_STEP_NODELIST": nodelist,
+        "SLURM_STEP_NUM_NODES": str(nnodes),
+        "SLURM_STEP_NUM_TASKS": ncores,
+        "SLURM_NTASKS_PER_NODE": tpn,
+        "SLURM_STEP_TASKS_PER_NODE": tpn,
+        "SLURM_TASKS_PER_NODE": tpn,
+    })
+    if hostfile:
+        env["SLURM_HOSTFILE"] = hostfile
+
+
+def _add_threads_env(env: Dict[str, str], ncores: str, launch: str) -> None:
+    """OpenMP settings of the ``threads`` model: one thread per allocated core."""
+    env["OMP_NUM_THREADS"] = ncores
+    if launch == "agents":  # the agent binds the task to its cores: keep threads on them
+        env.setdefault("OMP_PROC_BIND", "true")
+        env.setdefault("OMP_PLACES", "cores")
+
+
+def _prelude(ex: Execution, values: Mapping[str, str], root_wd: str) -> Tuple[List[str], Optional[str]]:
+    """The shell commands run before the task (``module load``, venv activation) and
+    the resolved venv directory (``None`` without one)."""
+    prelude: List[str] = []
+    venv: Optional[str] = None
+    if ex.modules:
+        prelude.append("module load " + " ".join(shlex.quote(substitute(m, values)) for m in ex.modules))
+    if ex.venv:
+        venv = _resolve(ex.venv, values, root_wd) or ""
+        prelude.append(f"source {shlex.quote(os.path.join(venv, 'bin', 'activate'))}")
+    return prelude, venv
+
+
+def _command_line(ex: Execution, values: Mapping[str, str], root_wd: str) -> Tuple[List[str], Optional[str]]:
+    """The task's own command line (before any execution-model wrapper) and its venv:
+    the executable with its arguments or the script, behind a shell prelude when the
+    job loads modules or a venv."""
     if ex.script is not None:
         body = substitute(ex.script, values)
         command = None
@@ -131,31 +152,54 @@ def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation
         assert ex.exec is not None
         command = [substitute(ex.exec, values)] + [substitute(a, values) for a in ex.args]
         body = None
-    venv: Optional[str] = None
-    if ex.modules or ex.venv:
-        prelude = []
-        if ex.modules:
-            prelude.append("module load " + " ".join(shlex.quote(substitute(m, values)) for m in ex.modules))
-        if ex.venv:
-            venv = _resolve(ex.venv, values, root_wd) or ""
-            prelude.append(f"source {shlex.quote(os.path.join(venv, 'bin', 'activate'))}")
+    if not (ex.modules or ex.venv):
         if body is not None:
-            argv = ["bash", "-l", "-c", " && ".join(prelude) + " || exit $?\n" + body]
-        else:
-            assert command is not None
-            argv = ["bash", "-l", "-c", " && ".join(prelude) + ' && exec "$@"', "bash", *command]
-    elif body is not None:
-        argv = ["bash", "-c", body]
-    else:
+            return ["bash", "-c", body], None
         assert command is not None
-        argv = command
+        return command, None
+    prelude, venv = _prelude(ex, values, root_wd)
+    if body is not None:
+        return ["bash", "-l", "-c", " && ".join(prelude) + " || exit $?\n" + body], venv
+    assert command is not None
+    return ["bash", "-l", "-c", " && ".join(prelude) + ' && exec "$@"', "bash", *command], venv
+
+
+def _wrap_mpi(ex: Execution, argv: List[str], alloc: Allocation, env: Dict[str, str], hostfile: str) -> List[str]:
+    """Start ``argv`` with the job's MPI model; ``env`` is set up for srun."""
+    env["SLURM_HOSTFILE"] = hostfile
+    # srun reads these as options; the per-node comma list of the QCG schema is not its format
+    for var in ("SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE"):
+        env.pop(var, None)
+    return wrap_model(ex.model, argv, alloc, hostfile, ex.model_opts)
+
+
+def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation, *, root_wd: str,
+               base_env: Mapping[str, str], step_id: str, env_schema: str,
+               zmq_address: Optional[str], hostfile_dir: str, launch: str = "local") -> LaunchPlan:
+    """Everything needed to start one task, with variables substituted. With ``launch``
+    other than ``local`` (inside Slurm) the execution model wraps the command."""
+    ex: Execution = desc.execution
+    mpi = launch != "local" and ex.model in MPI_MODELS
+    values = start_variables(desc, iteration, alloc, root_wd)
+    wd = _resolve(ex.wd, values, root_wd) or root_wd
+    env = _user_env(ex, values, base_env)
+    nodelist = ",".join(alloc.node_names)
+    tpn = tasks_per_node(alloc)
+    ncores = str(alloc.cores)
+    _add_qcg_env(env, desc, iteration, alloc, step_id=step_id, zmq_address=zmq_address,
+                 nodelist=nodelist, ncores=ncores, tpn=tpn)
+    hostfile = None
+    if alloc.cores > 1 or mpi:
+        hostfile = _hostfile_path(hostfile_dir, desc.name, iteration)
+        env["QCG_PM_HOSTFILE"] = hostfile
+    if env_schema == "slurm":
+        _add_slurm_env(env, alloc.nodes, nodelist=nodelist, ncores=ncores, tpn=tpn, hostfile=hostfile)
+    if ex.model == "threads":
+        _add_threads_env(env, ncores, launch)
+    argv, venv = _command_line(ex, values, root_wd)
     if mpi:
         assert hostfile is not None
-        env["SLURM_HOSTFILE"] = hostfile
-        # srun reads these as options; the per-node comma list of the QCG schema is not its format
-        for var in ("SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE"):
-            env.pop(var, None)
-        argv = wrap_model(ex.model, argv, alloc, hostfile, ex.model_opts)
+        argv = _wrap_mpi(ex, argv, alloc, env, hostfile)
     return LaunchPlan(
         argv=argv,
         wd=wd,
