@@ -42,6 +42,86 @@ _SIMPLE: Dict[str, tuple] = {
 _RES_KEYS = {"min": (int,), "max": (int,), "exact": (int,), "scheduler": (str, dict)}
 
 
+def _check_simple_attrs(attrs: Dict[str, Any]) -> None:
+    """Every key is a known simple-format attribute of an accepted type; exactly one of
+    ``exec`` and ``script`` is given."""
+    for key, value in attrs.items():
+        types = _SIMPLE.get(key)
+        if types is None:
+            raise InvalidJobDescriptionError(f"Unknown attribute {key}")
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise InvalidJobDescriptionError(f"Invalid attribute {key} type {type(value)}")
+    if "exec" not in attrs and "script" not in attrs:
+        raise InvalidJobDescriptionError("No 'exec' nor 'script' defined")
+    if "exec" in attrs and "script" in attrs:
+        raise InvalidJobDescriptionError("Both 'exec' and 'script' defined")
+
+
+def _std_execution(attrs: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``execution`` element; a single argument given as a string becomes a list."""
+    execution: Dict[str, Any] = {}
+    for key in ("exec", "script", "args", "stdin", "stdout", "stderr", "wd", "modules", "venv", "model",
+                "model_opts", "env"):
+        if key in attrs:
+            execution[key] = attrs[key]
+    if isinstance(execution.get("args"), str):
+        execution["args"] = [execution["args"]]
+    return execution
+
+
+def _std_resource_size(key: str, value: Any) -> Dict[str, Any]:
+    """``numCores`` or ``numNodes`` (``key``) as a checked dictionary; a number means exactly that many."""
+    if isinstance(value, int):
+        value = {"exact": value}
+    for rkey, rval in value.items():
+        rtypes = _RES_KEYS.get(rkey)
+        if rtypes is None:
+            raise InvalidJobDescriptionError(f"Unknown {key} attribute {rkey}")
+        if isinstance(rval, bool) or not isinstance(rval, rtypes):
+            raise InvalidJobDescriptionError(f"Invalid {key} attribute {rkey} type {type(rval)}")
+    return value
+
+
+def _std_resources(attrs: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``resources`` element (empty when the job gives none)."""
+    resources: Dict[str, Any] = {}
+    for key in ("numCores", "numNodes"):
+        if key in attrs:
+            resources[key] = _std_resource_size(key, attrs[key])
+    for key in ("wt", "nodeCrs"):
+        if key in attrs:
+            resources[key] = attrs[key]
+    return resources
+
+
+def _check_iteration_dict(it: Dict[str, Any]) -> None:
+    """An iteration given as a dictionary: known keys only, ``stop`` or ``values``, integer bounds."""
+    unknown = set(it) - {"start", "stop", "values"}
+    if unknown:
+        raise InvalidJobDescriptionError(f"Unknown iteration attribute {sorted(unknown)[0]}")
+    if "values" not in it and "stop" not in it:
+        raise InvalidJobDescriptionError("Required attribute stop of element iteration not defined")
+    for ikey, itypes in (("start", int), ("stop", int), ("values", list)):
+        if ikey in it and (isinstance(it[ikey], bool) or not isinstance(it[ikey], itypes)):
+            raise InvalidJobDescriptionError(f"Invalid iteration attribute {ikey} type {type(it[ikey])}")
+
+
+def _std_iteration(it: Any) -> Dict[str, Any]:
+    """The ``iteration`` element: a number is a count from 0, a list the values to iterate
+    over; the number of iterations must be in (0, :data:`MAX_ITERATIONS`]."""
+    if isinstance(it, int):
+        it = {"start": 0, "stop": it}
+    elif isinstance(it, list):
+        it = {"values": list(it)}
+    else:
+        _check_iteration_dict(it)
+    count = len(it["values"]) if "values" in it else it["stop"] - it.get("start", 0)
+    if count <= 0 or count > MAX_ITERATIONS:
+        raise InvalidJobDescriptionError(
+            f"Wrong number of iterations - outside range (0, {MAX_ITERATIONS})")
+    return it
+
+
 class Jobs:
     """Job descriptions keyed by name, kept in the order they were added."""
 
@@ -64,68 +144,20 @@ class Jobs:
         return data
 
     def _to_std(self, attrs: Dict[str, Any]) -> Dict[str, Any]:
+        """Check a simple-format description and return it in the standard format."""
         attrs = dict(attrs)
         if "name" not in attrs:
             attrs["name"] = self._generate_default_name()
         name = attrs["name"]
         if name in self._list:
             raise InvalidJobDescriptionError(f"Job {name} already in list")
-        for key, value in attrs.items():
-            types = _SIMPLE.get(key)
-            if types is None:
-                raise InvalidJobDescriptionError(f"Unknown attribute {key}")
-            if isinstance(value, bool) or not isinstance(value, types):
-                raise InvalidJobDescriptionError(f"Invalid attribute {key} type {type(value)}")
-        if "exec" not in attrs and "script" not in attrs:
-            raise InvalidJobDescriptionError("No 'exec' nor 'script' defined")
-        if "exec" in attrs and "script" in attrs:
-            raise InvalidJobDescriptionError("Both 'exec' and 'script' defined")
-        execution: Dict[str, Any] = {}
-        for key in ("exec", "script", "args", "stdin", "stdout", "stderr", "wd", "modules", "venv", "model",
-                    "model_opts", "env"):
-            if key in attrs:
-                execution[key] = attrs[key]
-        if isinstance(execution.get("args"), str):
-            execution["args"] = [execution["args"]]
-        std: Dict[str, Any] = {"name": name, "execution": execution}
-        resources: Dict[str, Any] = {}
-        for key in ("numCores", "numNodes"):
-            if key in attrs:
-                value = attrs[key]
-                if isinstance(value, int):
-                    value = {"exact": value}
-                for rkey, rval in value.items():
-                    rtypes = _RES_KEYS.get(rkey)
-                    if rtypes is None:
-                        raise InvalidJobDescriptionError(f"Unknown {key} attribute {rkey}")
-                    if isinstance(rval, bool) or not isinstance(rval, rtypes):
-                        raise InvalidJobDescriptionError(f"Invalid {key} attribute {rkey} type {type(rval)}")
-                resources[key] = value
-        for key in ("wt", "nodeCrs"):
-            if key in attrs:
-                resources[key] = attrs[key]
+        _check_simple_attrs(attrs)
+        std: Dict[str, Any] = {"name": name, "execution": _std_execution(attrs)}
+        resources = _std_resources(attrs)
         if resources:
             std["resources"] = resources
         if "iteration" in attrs:
-            it = attrs["iteration"]
-            if isinstance(it, int):
-                it = {"start": 0, "stop": it}
-            elif isinstance(it, list):
-                it = {"values": list(it)}
-            else:
-                unknown = set(it) - {"start", "stop", "values"}
-                if unknown:
-                    raise InvalidJobDescriptionError(f"Unknown iteration attribute {sorted(unknown)[0]}")
-                if "values" not in it and "stop" not in it:
-                    raise InvalidJobDescriptionError("Required attribute stop of element iteration not defined")
-                for ikey, itypes in (("start", int), ("stop", int), ("values", list)):
-                    if ikey in it and (isinstance(it[ikey], bool) or not isinstance(it[ikey], itypes)):
-                        raise InvalidJobDescriptionError(f"Invalid iteration attribute {ikey} type {type(it[ikey])}")
-            count = len(it["values"]) if "values" in it else it["stop"] - it.get("start", 0)
-            if count <= 0 or count > MAX_ITERATIONS:
-                raise InvalidJobDescriptionError(
-                    f"Wrong number of iterations - outside range (0, {MAX_ITERATIONS})")
-            std["iteration"] = it
+            std["iteration"] = _std_iteration(attrs["iteration"])
         if "after" in attrs:
             after = attrs["after"]
             std["dependencies"] = {"after": [after] if isinstance(after, str) else list(after)}
