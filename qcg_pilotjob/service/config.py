@@ -55,23 +55,39 @@ class ServiceConfig:
 
     def validate(self) -> ServiceConfig:
         """Return a normalised copy; raise :class:`ConfigError` naming the bad option."""
-        cfg = self
-        if cfg.envschema not in ("auto", "slurm"):
-            raise ConfigError(f"--envschema: must be auto or slurm, not {cfg.envschema!r}")
-        if cfg.resources not in ("auto", "slurm", "local"):
-            raise ConfigError(f"--resources: must be auto, slurm or local, not {cfg.resources!r}")
-        if cfg.report_format not in ("text", "json", "none"):
-            raise ConfigError(f"--report-format: must be text, json or none, not {cfg.report_format!r}")
-        if not cfg.report_file:
+        self._check_general()
+        cfg = self._with_net_ports()
+        cfg._check_slurm_partitions()
+        if cfg.id is not None and (not cfg.id or any(c in cfg.id for c in "/\\\0 ")):
+            raise ConfigError(f"--id: {cfg.id!r} cannot be used as part of a directory name")
+        cfg = cfg._with_implied_modes()
+        if cfg.heartbeat <= 0:
+            raise ConfigError("--heartbeat: must be greater than zero")
+        cfg._check_interfaces()
+        return cfg
+
+    def _check_general(self) -> None:
+        """The choice options, the report file, the log level and the kill grace."""
+        if self.envschema not in ("auto", "slurm"):
+            raise ConfigError(f"--envschema: must be auto or slurm, not {self.envschema!r}")
+        if self.resources not in ("auto", "slurm", "local"):
+            raise ConfigError(f"--resources: must be auto, slurm or local, not {self.resources!r}")
+        if self.report_format not in ("text", "json", "none"):
+            raise ConfigError(f"--report-format: must be text, json or none, not {self.report_format!r}")
+        if not self.report_file:
             raise ConfigError("--report-file: must not be empty")
-        if cfg.log.lower() not in LOG_LEVELS:
-            raise ConfigError(f"--log: must be one of {', '.join(LOG_LEVELS)}, not {cfg.log!r}")
-        if cfg.kill_grace < 0:
+        if self.log.lower() not in LOG_LEVELS:
+            raise ConfigError(f"--log: must be one of {', '.join(LOG_LEVELS)}, not {self.log!r}")
+        if self.kill_grace < 0:
             raise ConfigError("--kill-grace: must not be negative")
-        for opt, val in (("--net-port", cfg.net_port), ("--net-port-min", cfg.net_port_min),
-                         ("--net-port-max", cfg.net_port_max)):
+
+    def _with_net_ports(self) -> ServiceConfig:
+        """Check the ports; any of them implies ``--net``; the range gets its defaults."""
+        for opt, val in (("--net-port", self.net_port), ("--net-port-min", self.net_port_min),
+                         ("--net-port-max", self.net_port_max)):
             if val is not None and not 1 <= val <= 65535:
                 raise ConfigError(f"{opt}: {val} is not a TCP port (1-65535)")
+        cfg = self
         if cfg.net_port is not None or cfg.net_port_min is not None or cfg.net_port_max is not None:
             cfg = replace(cfg, net=True)
         cfg = replace(cfg, net_port_min=2222 if cfg.net_port_min is None else cfg.net_port_min,
@@ -80,9 +96,13 @@ class ServiceConfig:
         if cfg.net_port_min > cfg.net_port_max:
             raise ConfigError(f"--net-port-min ({cfg.net_port_min}) is larger than --net-port-max "
                               f"({cfg.net_port_max})")
-        if cfg.slurm_partition_nodes is not None and cfg.slurm_partition_nodes < 1:
+        return cfg
+
+    def _check_slurm_partitions(self) -> None:
+        """``--slurm-partition-nodes`` and the ``--slurm-limit-nodes-range-*`` pair."""
+        if self.slurm_partition_nodes is not None and self.slurm_partition_nodes < 1:
             raise ConfigError("--slurm-partition-nodes: must be at least 1")
-        b, e = cfg.slurm_limit_nodes_range_begin, cfg.slurm_limit_nodes_range_end
+        b, e = self.slurm_limit_nodes_range_begin, self.slurm_limit_nodes_range_end
         if b is not None and b < 0:
             raise ConfigError("--slurm-limit-nodes-range-begin: must not be negative")
         if e is not None and e < 0:
@@ -90,8 +110,11 @@ class ServiceConfig:
         if b is not None and e is not None and b >= e:
             raise ConfigError("--slurm-limit-nodes-range-begin must be smaller than "
                               "--slurm-limit-nodes-range-end (begin inclusive, end exclusive)")
-        if cfg.id is not None and (not cfg.id or any(c in cfg.id for c in "/\\\0 ")):
-            raise ConfigError(f"--id: {cfg.id!r} cannot be used as part of a directory name")
+
+    def _with_implied_modes(self) -> ServiceConfig:
+        """Options implied by others: ``--nodes`` means local resources, a file path the file
+        interface, partition nodes a governor; the file interface has a default path."""
+        cfg = self
         if cfg.nodes is not None:
             if cfg.resources == "slurm":
                 raise ConfigError("--nodes implies --resources local; it cannot be used with --resources slurm")
@@ -102,20 +125,22 @@ class ServiceConfig:
             cfg = replace(cfg, governor=True)
         if cfg.file and cfg.file_path is None:
             cfg = replace(cfg, file_path="qcg_pm_reqs.json")
-        if cfg.heartbeat <= 0:
-            raise ConfigError("--heartbeat: must be greater than zero")
-        if cfg.parent is not None:
-            if cfg.governor:
+        return cfg
+
+    def _check_interfaces(self) -> None:
+        """Where jobs come from: a partition manager (``--parent``) from its governor only;
+        anything else needs an interface. The launcher is checked only without a parent."""
+        if self.parent is not None:
+            if self.governor:
                 raise ConfigError("--parent: a governor cannot register with a parent (one level of governors)")
-            if cfg.file or cfg.net or cfg.resume:
+            if self.file or self.net or self.resume:
                 raise ConfigError("--parent: a partition manager takes its jobs from the governor; "
                                   "--file-path, --net and --resume cannot be used with it")
-            return cfg
-        if not cfg.file and not cfg.net and not cfg.governor and cfg.resume is None:
+            return
+        if not self.file and not self.net and not self.governor and self.resume is None:
             raise ConfigError("no interface: give --file-path FILE (or --net), or --resume DIR")
-        if cfg.launcher not in (None, "local", "agents", "srun"):
-            raise ConfigError(f"--launcher: must be local, agents or srun, not {cfg.launcher!r}")
-        return cfg
+        if self.launcher not in (None, "local", "agents", "srun"):
+            raise ConfigError(f"--launcher: must be local, agents or srun, not {self.launcher!r}")
 
     def instance_id(self) -> str:
         return self.id or f"{socket.gethostname()}.{random.randrange(10000)}"
