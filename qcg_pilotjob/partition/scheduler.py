@@ -258,50 +258,74 @@ class Scheduler:
             if fixed is not None and fixed.least_cores > pool.free_cores:
                 continue
             if deadline is not None:
-                wt = entry.spec.desc.resources.wt
                 assert now is not None
-                if wt is not None and now + wt > deadline:
-                    if not entry.time_blocked:
-                        entry.time_blocked = True
-                        result.time_blocked.append((entry.spec, self.time_reason(entry.spec)))
+                if self._held_by_deadline(entry, now, deadline, result):
                     continue
-            while True:
-                it = entry.peek()
-                if it is None:
-                    done.append(entry)
-                    break
-                iteration = None if it == -1 else it
-                req = fixed
-                if req is None:
-                    try:
-                        req = entry.spec.requirement(pool, iteration)
-                    except ValueError as exc:
-                        entry.pop()
-                        self.queued_tasks -= 1
-                        result.failed.append(Failed(entry.spec, [iteration], str(exc)))
-                        continue
-                    problem = self._check(req)
-                    if problem is not None:
-                        entry.pop()
-                        self.queued_tasks -= 1
-                        result.failed.append(Failed(entry.spec, [iteration], f"Not enough resources: {problem}"))
-                        continue
-                if req.least_cores > pool.free_cores:
-                    break
-                alloc = self._allocate(req)
-                if alloc is None:
-                    break
-                entry.pop()
-                self.queued_tasks -= 1
-                result.started.append(Started(entry.spec, iteration, alloc))
-                if pool.free_cores == 0:
-                    if entry.peek() is None:
-                        done.append(entry)
-                    break
+            if self._start_iterations(entry, result):
+                done.append(entry)
         for entry in done:
             if entry.seq in self._queue:
                 self._drop(entry)
         return result
+
+    def _held_by_deadline(self, entry: _Entry, now: float, deadline: float, result: ScheduleResult) -> bool:
+        """True if the entry's wall time, started ``now``, would outlast ``deadline``: it
+        stays queued, reported in ``result.time_blocked`` the first time."""
+        wt = entry.spec.desc.resources.wt
+        if wt is not None and now + wt > deadline:
+            if not entry.time_blocked:
+                entry.time_blocked = True
+                result.time_blocked.append((entry.spec, self.time_reason(entry.spec)))
+            return True
+        return False
+
+    def _start_iterations(self, entry: _Entry, result: ScheduleResult) -> bool:
+        """Start the entry's pending iterations in order while they fit (into
+        ``result.started``; those that can never run into ``result.failed``). Returns True
+        if the entry has nothing left to start."""
+        pool = self.pool
+        fixed = entry.fixed
+        while True:
+            it = entry.peek()
+            if it is None:
+                return True
+            iteration = None if it == -1 else it
+            req = fixed
+            if req is None:
+                req = self._iteration_requirement(entry, iteration, result)
+                if req is None:
+                    continue
+            if req.least_cores > pool.free_cores:
+                return False
+            alloc = self._allocate(req)
+            if alloc is None:
+                return False
+            entry.pop()
+            self.queued_tasks -= 1
+            result.started.append(Started(entry.spec, iteration, alloc))
+            if pool.free_cores == 0:
+                return entry.peek() is None
+
+    def _iteration_requirement(self, entry: _Entry, iteration: Optional[int],
+                               result: ScheduleResult) -> Optional[Requirement]:
+        """The requirement of the entry's next iteration when it varies per iteration; None
+        if that iteration can never run (it is then taken off the queue as failed)."""
+        try:
+            req = entry.spec.requirement(self.pool, iteration)
+        except ValueError as exc:
+            self._fail_next(entry, iteration, str(exc), result)
+            return None
+        problem = self._check(req)
+        if problem is not None:
+            self._fail_next(entry, iteration, f"Not enough resources: {problem}", result)
+            return None
+        return req
+
+    def _fail_next(self, entry: _Entry, iteration: Optional[int], message: str, result: ScheduleResult) -> None:
+        """Take the entry's next iteration off the queue as failed with ``message``."""
+        entry.pop()
+        self.queued_tasks -= 1
+        result.failed.append(Failed(entry.spec, [iteration], message))
 
     def release(self, alloc: Allocation) -> None:
         self.pool.release(alloc)
