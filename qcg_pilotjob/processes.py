@@ -4,7 +4,9 @@ A task runs in a session of its own, so its pid is also its process group id. A 
 group is killed only if a process with that pid still exists and was created when the
 task started (within ``tolerance`` seconds): a pid the system gave to an unrelated
 process since is left alone. Used by ``--resume`` (tasks a killed service left running)
-and by a governor that lost a partition on its own host.
+by a governor that lost a partition on its own host, and on a node whose agent was lost
+(``python -m qcg_pilotjob.processes PID:START ...`` in an srun step there prints how
+many it ended).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from typing import Iterable, Tuple
+import sys
+from typing import Iterable, List, Optional, Tuple
 
 import psutil
 
@@ -49,3 +52,21 @@ def kill_process(pid: int, marker: str, created_before: float) -> bool:
     except psutil.Error:
         return False
     return True
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``PID:START ...``: end those task process groups here; prints how many."""
+    procs = []
+    for arg in sys.argv[1:] if argv is None else argv:
+        pid, _, start = arg.partition(":")
+        try:
+            procs.append((int(pid), float(start)))
+        except ValueError:
+            sys.stderr.write(f"not PID:START: {arg!r}\n")
+            return 2
+    print(end_process_groups(procs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

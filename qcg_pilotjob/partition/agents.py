@@ -53,7 +53,7 @@ from ..protocol.messages import (
 from ..protocol.receive import FrameGuard, identity_of, receive_loop
 from ..protocol.transport import async_context, bind_request_server
 from ..resources import Allocation
-from ..slurm.srun import agent_step_name, step_command
+from ..slurm.srun import agent_step_name, cancel_steps, step_command
 from .executor import Executor, RunningTask, TaskKey
 from .scheduler import TaskSpec
 
@@ -298,9 +298,33 @@ class AgentExecutor(Executor):
         self.watcher.forget(node)
         if self.on_node_lost is not None:
             self.on_node_lost(node)
-        for task in [t for t in self.running.values() if t.allocation.parts[0].name == node]:
-            task.error = f"node agent on {node} lost ({why})"
+        tasks = [t for t in self.running.values() if t.allocation.parts[0].name == node]
+        ended = self._end_tasks(node, tasks) if tasks else ""
+        for task in tasks:
+            task.error = f"node agent on {node} lost ({why}); {ended}"
             self._finished(task, -9, time.time())
+
+    def _end_tasks(self, node: str, tasks: List[RunningTask]) -> str:
+        """Before a lost agent's tasks are reported FAILED: cancel its srun step (a hung
+        agent's tasks end with it) and end, in a step of their own on that node, the task
+        process groups that a dead agent left behind. Says what was done."""
+        job_id = os.environ.get("SLURM_JOB_ID")
+        if not job_id:
+            return "its tasks could not be ended (no Slurm job)"
+        cancel_steps(job_id, [agent_step_name(node)])
+        procs = [f"{t.pid}:{t.started}" for t in tasks if t.pid > 0]
+        if not procs:
+            return "its tasks had not started"
+        cmd = step_command(node, [sys.executable, "-m", "qcg_pilotjob.processes", *procs])
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+            count = int(out.stdout.split()[-1]) if out.returncode == 0 and out.stdout.split() else -1
+        except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+            _log.warning("cannot end the tasks left on %s: %s", node, exc)
+            count = -1
+        if count < 0:
+            return "its tasks could not be ended"
+        return f"{count} task process group(s) left on {node} were ended"
 
     # --- the executor interface ----------------------------------------------------------
     def start(self, spec: TaskSpec, iteration: Optional[int], alloc: Allocation) -> Optional[str]:

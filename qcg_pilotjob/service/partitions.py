@@ -25,7 +25,7 @@ from ..front.links import PartitionLink, Stopper
 from ..processes import end_process_groups, kill_process
 from ..protocol.messages import RegisterMsg
 from ..resources import Node
-from ..slurm.srun import cancel_steps, step_command
+from ..slurm.srun import agent_step_name, cancel_steps, step_command
 from .config import ServiceConfig
 
 __all__ = ["PartitionProcess", "local_stopper", "spawn_partitions", "stopper_for"]
@@ -55,7 +55,7 @@ def slurm_stopper(job_id: str) -> Stopper:
     node agents' steps (an agent kills its tasks when its step ends)."""
 
     def stop(link: PartitionLink, procs: Procs) -> str:
-        names = [link.name, *(f"agent-{n.name}" for n in link.pool.nodes)]
+        names = [link.name, *(agent_step_name(n.name) for n in link.pool.nodes)]
         steps = cancel_steps(job_id, names)
         return _ended([f"srun step(s) {', '.join(steps)}"] if steps else [])
 

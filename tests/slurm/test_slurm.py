@@ -501,15 +501,19 @@ def main():
     summary["lost_seconds"] = time.monotonic() - start
     summary["n2_messages"] = {c["iteration"]: c.get("messages") for c in failed if c["iteration"] in on_n2}
     summary["resources_after_loss"] = m.resources()
-    orphans = []  # (not asserted) the lost agent's tasks: nothing can reach them on n2 any more
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            env = p.environ()
-            if env.get("QCG_PM_JOB_NAME") == "long" and env.get("SLURMD_NODENAME") == "n2" and p.cwd() == WD:
-                orphans.append(p.pid)
-        except psutil.Error:
-            continue
-    summary["n2_tasks_alive"] = len(orphans)
+    def orphans():  # the lost agent's tasks: the partition ends them in a step of their own on n2
+        found = []
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                env = p.environ()
+                if env.get("QCG_PM_JOB_NAME") == "long" and env.get("SLURMD_NODENAME") == "n2" and p.cwd() == WD \
+                        and p.status() != psutil.STATUS_ZOMBIE:
+                    found.append(p.pid)
+            except psutil.Error:
+                continue
+        return found
+    until(lambda: not orphans(), 20, "the lost agent's tasks ended")
+    summary["n2_tasks_alive"] = len(orphans())
     shorts = info(m, ["short"], withChilds=True)["short"]["childs"]
     summary["short_before_release"] = sorted({c["state"] for c in shorts})
     open(release, "w").close()
@@ -531,7 +535,8 @@ def test_lost_agent_node_left_out(cluster: None, tmp_path: Path) -> None:
     assert len(s["on_n2"]) == 4
     assert s["lost_seconds"] < 10, s["lost_seconds"]
     for it, msg in s["n2_messages"].items():
-        assert msg and "node agent on n2 lost" in msg, (it, msg)
+        assert msg and "node agent on n2 lost" in msg and "left on n2 were ended" in msg, (it, msg)
+    assert s["n2_tasks_alive"] == 0  # regression: a lost agent's tasks ran on, unsupervised
     assert s["resources_after_loss"]["used_cores"] == 4
     # the lost node leaves the totals (regression: they kept its cores)
     assert s["resources_after_loss"]["total_cores"] == 4 and s["resources_after_loss"]["free_cores"] == 0
