@@ -157,11 +157,9 @@ def test_client_interface_survives_a_handler_that_raises(tmp_path: Path) -> None
                     req.connect(net.address)
                     req.send(encode_request({"request": "resourcesInfo"}, "json"))
                     reply: Dict[str, Any] = decode_reply(req.recv(), "json")
-                    dealer.close()
-                    req.close()
                     return reply
                 finally:
-                    ctx.term()
+                    ctx.destroy(linger=0)
 
             reply = await loop.run_in_executor(None, client)
         finally:
