@@ -83,6 +83,12 @@ class FakeProc:
         self.returncode = -9
 
 
+@pytest.fixture(autouse=True)
+def outside_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No allocation: a lost agent's tasks cannot be ended here (the Slurm tests do that)."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+
+
 def batch(*msgs: Message) -> bytes:
     return encode_batch(list(msgs))
 
@@ -237,7 +243,8 @@ def test_silent_agent_is_lost_and_its_tasks_fail(tmp_path: Path) -> None:
         c.ex.watcher.tick()
         await settle(c.sock)
         assert c.lost == ["n1"]
-        assert c.exits == [(("on1", None), -9, "node agent on n1 lost (no message for 31.0s)")]
+        assert c.exits == [(("on1", None), -9, "node agent on n1 lost (no message for 31.0s); "
+                                                   "its tasks could not be ended (no Slurm job)")]
         assert c.ex.watcher.watched() == ["n2"] and "on2" in {k[0] for k in c.ex.running}
         assert c.sock.to(A1, AgentStopMsg), "a silent agent that comes back must not keep running tasks"
         # what the lost agent still says is not used; nothing more is sent to it
@@ -260,7 +267,8 @@ def test_ended_srun_step_is_lost_at_once(tmp_path: Path) -> None:
         c.ex.watcher.tick()
         await settle(c.sock)
         assert c.lost == ["n2"]
-        assert c.exits == [(("on2", None), -9, "node agent on n2 lost (its srun step ended with exit code 137)")]
+        assert c.exits == [(("on2", None), -9, "node agent on n2 lost (its srun step ended with exit code 137); "
+                                                   "its tasks could not be ended (no Slurm job)")]
         assert c.ex.watcher.watched() == ["n1"]
 
     run(scenario, tmp_path)
