@@ -79,12 +79,14 @@ class PartitionHub:
     def on_frame(self, identity: bytes, payload: bytes) -> None:
         """One frame from a partition's DEALER (called under the receive loop's guard)."""
         peer = identity.decode("utf-8", errors="replace")
+        link = self.links.get(identity)
         try:
             msgs = decode_batch(payload)
         except DecodeError as exc:
             self.guard.bad_frame(f"partition {peer}", exc)
+            if link is None:  # a registration that cannot be read: refused, so it stops at once
+                self.sender.send(RegisteredMsg(False, f"invalid registration: {exc}", self.heartbeat), identity)
             return
-        link = self.links.get(identity)
         if link is None:
             if msgs and isinstance(msgs[0], RegisterMsg):
                 self._register(identity, msgs[0])

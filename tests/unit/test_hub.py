@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Iterator, List, Tuple
 
+import msgpack
 import pytest
 
 from qcg_pilotjob.front.core import Front
@@ -135,6 +136,21 @@ def test_malformed_frames_dropped_and_hub_still_serves(env: Env) -> None:
     env.hub.on_frame(b"x", encode_batch([HeartbeatMsg()])[:-1])
     assert env.hub.guard.bad_frames == 2
     env.register(b"x", "p0")
+    assert env.front.total_cores == 2
+
+
+def test_regression_registration_with_a_list_id_refused(env: Env) -> None:
+    """A registration whose id is a list used to reach the hub's logic; it is refused
+    with the reason, and the hub goes on."""
+    nodes = [n.to_dict() for n in ResourcePool(parse_nodes_spec("2")).nodes]
+    env.hub.on_frame(b"bad", bytes(msgpack.packb([PROTOCOL_VERSION, [[RegisterMsg.TYPE, ["p"], PROTOCOL_VERSION,
+                                                                         nodes, "h", 1]]])))
+    env.hub.flush()
+    [frame] = env.sock.to(b"bad")
+    assert isinstance(frame[0], RegisteredMsg) and not frame[0].ok
+    assert frame[0].message.startswith("invalid registration: RegisterMsg.id")
+    assert env.front.links == []
+    env.register(b"good", "p0")
     assert env.front.total_cores == 2
 
 
