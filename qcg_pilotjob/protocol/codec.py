@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from typing import Any, AsyncIterator, Callable, Dict, List, Sequence, Type
+from typing import Any, Callable, Dict, List, Sequence, Type
 
 import msgpack
-import zmq
 
 from .checks import FIELDS, Invalid, build, show
 from .messages import PROTOCOL_VERSION, DispatchMsg, Message, TaskEventsMsg
 
-__all__ = ["DecodeError", "decode", "decode_batch", "encode", "encode_batch", "receive_batches"]
+__all__ = ["DecodeError", "decode", "decode_batch", "encode", "encode_batch"]
 
 
 class DecodeError(ValueError):
@@ -118,17 +117,3 @@ def decode_batch(data: bytes) -> List[Message]:
             raise DecodeError(f"{exc} (message {i} of the batch)") from None
     return out
 
-
-async def receive_batches(sock: Any, peer: str, log: Any) -> AsyncIterator[List[Message]]:
-    """Batches arriving on a DEALER socket, forever; receive errors and undecodable frames
-    from ``peer`` are logged and skipped."""
-    while True:
-        try:
-            frame = await sock.recv()
-        except zmq.ZMQError as exc:
-            log.warning("receive from %s failed: %s", peer, exc)
-            continue
-        try:
-            yield decode_batch(frame)
-        except DecodeError as exc:
-            log.warning("dropped a bad frame from %s: %s", peer, exc)
