@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_slurm import cluster, run_batch, write_driver  # noqa: F401  (cluster is a fixture)
+from .slurm_helpers import cluster, run_batch, write_driver  # noqa: F401  (cluster is a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 

@@ -1,0 +1,80 @@
+"""The Python client API against a real service: other clients (``Manager``) on the address of a
+service started by ``LocalManager``, and jobs that are clients themselves (``local``: conftest.py)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+# ---- other clients ------------------------------------------------------------------------------
+def test_manager_json_encoding_and_env_address(local, monkeypatch):
+    from qcg.pilotjob.api.job import Jobs
+    from qcg.pilotjob.api.manager import Manager
+
+    service = local()
+    with open(os.path.join(service.aux_dir, "address")) as fh:
+        address = fh.read().strip()
+    assert address == service._address
+
+    client = Manager(address, cfg={"encoding": "json", "poll_delay": 60})
+    try:
+        assert client.resources()["total_cores"] == 4
+        assert client.submit(Jobs().add(name="j", exec="sleep", args="0.2")) == ["j"]
+        assert client.wait4("j") == {"j": "SUCCEED"}
+        assert service.list()["j"]["status"] == "SUCCEED"
+    finally:
+        client._disconnect()
+
+    monkeypatch.setenv("QCG_PM_ZMQ_ADDRESS", address)
+    env_client = Manager()
+    try:
+        assert env_client._address == address
+        assert env_client.status("j")["jobs"]["j"]["data"]["status"] == "SUCCEED"
+    finally:
+        env_client._disconnect()
+
+
+def test_manager_bad_encoding_rejected(local):
+    from qcg.pilotjob.api.errors import WrongArgumentsError
+    from qcg.pilotjob.api.manager import Manager
+
+    service = local()
+    with pytest.raises(WrongArgumentsError):
+        Manager(service._address, cfg={"encoding": "xml"})
+
+
+def test_job_is_an_application_controller(local, tmp_path):
+    from qcg.pilotjob.api.job import Jobs
+
+    manager = local()
+    oneliner = ('from qcg.pilotjob.api.manager import Manager; m=Manager(); print(m.resources()); '
+                'm._disconnect()')
+    controller = tmp_path / "controller.py"
+    controller.write_text(textwrap.dedent("""
+        from qcg.pilotjob.api.job import Jobs
+        from qcg.pilotjob.api.manager import Manager
+        m = Manager()
+        m.submit(Jobs().add(name="inner", script="echo inner > inner.txt"))
+        print(m.wait4("inner"))
+        m._disconnect()
+    """))
+    jobs = Jobs().add(name="ctl", script=f"{sys.executable} -c '{oneliner}' > ctl.out; "
+                                          "echo $QCG_PM_ZMQ_ADDRESS > addr.out") \
+        .add(name="ctl2", exec=sys.executable, args=[str(controller)], stdout="ctl2.out", stderr="ctl2.err")
+    manager.submit(jobs)
+    assert manager.wait4(["ctl", "ctl2"]) == {"ctl": "SUCCEED", "ctl2": "SUCCEED"}, \
+        (tmp_path / "ctl2.err").read_text()
+    assert (tmp_path / "addr.out").read_text().strip() == manager._address
+    seen = ast.literal_eval((tmp_path / "ctl.out").read_text().strip())
+    assert seen["total_cores"] == 4
+    assert seen["used_cores"] >= 1  # at least the controller itself
+    assert (tmp_path / "ctl2.out").read_text().strip() == "{'inner': 'SUCCEED'}"
+    assert (tmp_path / "inner.txt").read_text() == "inner\n"
+    assert manager.status("inner")["jobs"]["inner"]["data"]["status"] == "SUCCEED"

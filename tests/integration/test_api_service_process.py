@@ -1,0 +1,131 @@
+"""The Python client API and the service process it starts (``LocalManager``): no orphans, finish,
+a failed start, the aux dir and addresses, closing a client (``local``: conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from tests.conftest import wait_for
+from tests.integration.conftest import wait_state
+
+pytestmark = pytest.mark.integration
+
+
+# ---- the service process ------------------------------------------------------------------------
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_local_manager_never_leaves_an_orphan(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from qcg.pilotjob.api.job import Jobs
+        from qcg.pilotjob.api.manager import LocalManager
+        m = LocalManager(["--wd", {str(tmp_path)!r}, "--nodes", "2"])
+        m.submit(Jobs().add(name="hang", script="echo $BASHPID > hang.pid; exec sleep 300"))
+        print(m.qcgpm_process.pid, flush=True)
+        sys.stdin.read()
+    """))
+    parent = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              cwd=str(tmp_path))
+    service_pid = task_pid = 0
+    try:
+        line = parent.stdout.readline()
+        service_pid = int(line)
+        assert psutil.pid_exists(service_pid) and not _gone(service_pid)
+        pid_file = tmp_path / "hang.pid"
+        task_pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="hang.pid"))
+        assert not _gone(task_pid)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        wait_for(lambda: _gone(service_pid), timeout=20, what="the service to exit")
+        wait_for(lambda: _gone(task_pid), timeout=20, what="the task to be stopped")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        parent.stdin.close()
+        parent.stdout.close()
+        for pid in (service_pid, task_pid):
+            if pid and not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_finish_returns_after_the_service_exited(local):
+    from qcg.pilotjob.api.job import Jobs
+
+    manager = local()
+    manager.submit(Jobs().add(name="long", exec="sleep", args="30"))
+    wait_state(manager, "long", "EXECUTING")
+    started = time.monotonic()
+    manager.finish()
+    assert manager.qcgpm_process.poll() is not None
+    assert manager.qcgpm_process.returncode == 0
+    assert time.monotonic() - started < 15
+    with open(os.path.join(manager.aux_dir, "final_status")) as fh:
+        final = json.load(fh)
+    assert final["JobStats"]["TotalJobs"] == 1
+    assert final["JobStats"]["ExecutingJobs"] == 0
+
+
+def test_local_manager_start_failure_reports_service_error(tmp_path, monkeypatch):
+    from qcg.pilotjob.api.errors import QCGPJMAError, ServiceError
+    from qcg.pilotjob.api.manager import LocalManager
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ServiceError) as info:
+        LocalManager(["--wd", str(tmp_path), "--nodes", "bogus"])
+    assert "--nodes" in str(info.value)
+    assert "bogus" in str(info.value)
+    assert isinstance(info.value, QCGPJMAError)
+
+
+def test_aux_dir_address_and_status_addresses(local, tmp_path):
+    manager = local()
+    assert os.path.dirname(manager.aux_dir) == str(tmp_path)
+    assert os.path.basename(manager.aux_dir).startswith(".qcgpjm-service-")
+    with open(os.path.join(manager.aux_dir, "address")) as fh:
+        text = fh.read()
+    assert text.endswith("\n")
+    address = text.strip()
+    assert address.startswith("tcp://")
+    assert address == manager._address
+    system = manager.system_status()["System"]
+    assert system["Zmqaddress"] == address
+    publisher = system["StatusPublisher"]
+    assert publisher.startswith("tcp://") and publisher != address
+    assert "zmq" in system["Ifaces"]
+    manager.finish()
+    with open(os.path.join(manager.aux_dir, "final_status")) as fh:
+        final = json.load(fh)
+    assert final["System"]["Zmqaddress"] == address
+    assert final["System"]["StatusPublisher"] == publisher
+    assert final["System"]["AuxDir"] == manager.aux_dir
+
+
+def test_manager_close_and_context_manager(tmp_path) -> None:
+    from qcg_pilotjob.api import LocalManager, Manager
+    from qcg_pilotjob.api.errors import ConnectionError as ApiConnectionError
+
+    local = LocalManager(["--wd", str(tmp_path), "--nodes", "2"])
+    try:
+        with Manager(local._address) as client:
+            assert client.resources()["total_cores"] == 2
+        with pytest.raises(ApiConnectionError, match="Not connected"):
+            client.resources()
+        assert local.resources()["total_cores"] == 2  # the service goes on
+    finally:
+        local.finish()
