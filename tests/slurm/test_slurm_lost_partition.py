@@ -1,7 +1,7 @@
 """A governor inside a real allocation loses a partition: what that partition left running
 (its node agent's step, and so the tasks) is ended before its tasks are reported FAILED.
 
-Uses the helpers of :mod:`tests.slurm.test_slurm` (the cluster fixture, batch jobs, drivers).
+Uses the helpers of :mod:`tests.slurm.slurm_helpers` (the cluster fixture, batch jobs, drivers).
 """
 
 from __future__ import annotations
