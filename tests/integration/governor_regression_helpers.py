@@ -15,23 +15,14 @@ import psutil
 import zmq
 
 from tests.conftest import wait_for
+from tests.integration.governor_helpers import _aux, _read
+
+__all__ = ["_aux", "_read"]  # (shared with the governor tests)
 
 FINAL = {"SUCCEED", "FAILED", "CANCELED", "OMITTED"}
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-def _aux(wd: str, ident: str) -> str:
-    return os.path.join(wd, f".qcgpjm-service-{ident}")
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as fh:
-            return fh.read()
-    except OSError:
-        return ""
-
-
 def _report(aux: str) -> Dict[str, Dict[str, Any]]:
     """jobs.report (json lines) by name; a later line of the same name wins."""
     out = {}
