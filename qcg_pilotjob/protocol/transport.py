@@ -13,12 +13,20 @@ are blocking ones. Sends on an asyncio socket go through that socket itself (see
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
-from typing import Any, Iterable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Set, Tuple
 
 import zmq
 import zmq.asyncio
+
+if TYPE_CHECKING:
+    from zmq.auth.asyncio import AsyncioAuthenticator
+
+    from ..keys import RunKeys
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_PORT",
@@ -31,6 +39,9 @@ __all__ = [
     "connect_subscriber",
     "external_address",
     "parse_address",
+    "secure_client",
+    "secure_server",
+    "start_authenticator",
     "sync_context",
 ]
 
@@ -146,3 +157,46 @@ def connect_dealer(ctx: zmq.asyncio.Context, address: str, identity: str) -> zmq
     sock.connect(address)
     return sock
 
+
+
+# --- CURVE -----------------------------------------------------------------------------------
+def secure_server(sock: Any, keys: RunKeys) -> None:
+    """Make ``sock`` (before it binds) a CURVE server with the run's server key."""
+    assert keys.server_secret is not None, "only the service holds the server's secret key"
+    sock.curve_secretkey = keys.server_secret
+    sock.curve_publickey = keys.server_public
+    sock.curve_server = True
+
+
+def secure_client(sock: Any, keys: RunKeys) -> None:
+    """Make ``sock`` (before it connects) a CURVE client of the run's server."""
+    sock.curve_serverkey = keys.server_public
+    sock.curve_publickey = keys.client_public
+    sock.curve_secretkey = keys.client_secret
+
+
+class _OneKey:
+    """ZAP credentials: only the run's client key; each other key is logged once."""
+
+    def __init__(self, allowed: bytes) -> None:
+        self.allowed = allowed
+        self.refused: Set[bytes] = set()
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        if key == self.allowed:
+            return True
+        if key not in self.refused:
+            self.refused.add(key)
+            _log.warning("refused a peer whose key is not this run's (public key %s)", key.decode("ascii", "replace"))
+        return False
+
+
+def start_authenticator(ctx: zmq.asyncio.Context, keys: RunKeys) -> AsyncioAuthenticator:
+    """The ZAP handler of ``ctx``: CURVE clients with the run's client key only. Stop it
+    with ``.stop()`` when the service ends."""
+    from zmq.auth.asyncio import AsyncioAuthenticator
+
+    auth = AsyncioAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve_callback("*", _OneKey(keys.client_public))
+    return auth
