@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import JobDescriptionError
+from .protocol.wire import value_problem
 
 __all__ = [
     "ITERATION_SCHEDULERS",
@@ -31,6 +32,7 @@ __all__ = [
     "JobDescription",
     "ResourceSize",
     "Resources",
+    "check_values",
     "parse_walltime",
     "validate_job_name",
 ]
@@ -41,6 +43,10 @@ MODELS = ("default", "threads", "openmp", "srunmpi", "openmpi", "intelmpi")
 ITERATION_SCHEDULERS = ("maximum-iters", "split-into")
 #: Upper bound on iterations of one job (protects the service's memory).
 MAX_ITERATIONS = 10_000_000
+#: Upper bound on the tasks (iterations of all its jobs) of one submit request.
+MAX_TASKS_PER_SUBMIT = 1_000_000
+#: Upper bound on ``wt``, in seconds (ten years).
+MAX_WALLTIME = 10 * 365 * 86400
 
 _JOB_KEYS = {"name", "iteration", "execution", "resources", "dependencies", "attributes"}
 _EXEC_KEYS = {
@@ -50,7 +56,7 @@ _EXEC_KEYS = {
 _RES_KEYS = {"numCores", "numNodes", "wt", "nodeCrs"}
 _SIZE_KEYS = {"exact", "min", "max", "scheduler"}
 _CRS = ("gpu",)
-_WT = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_WT = re.compile(r"^(?:(\d{1,12})h)?(?:(\d{1,12})m)?(?:(\d{1,12})s)?$")
 _BAD_NAME_CHARS = set("${}()'\": \t\n\r")
 
 
@@ -94,6 +100,16 @@ def _str_list(job: Optional[str], fld: str, value: Any) -> List[str]:
     return out
 
 
+def check_values(data: Dict[str, Any]) -> None:
+    """Raise naming the job and the field if a value in the job's dictionary cannot be stored
+    or encoded back (text that is not UTF-8, an integer past 2**53, NaN, infinity, ...)."""
+    found = value_problem(data)
+    if found is not None:
+        name = data.get("name")
+        job = name.encode("utf-8", "backslashreplace").decode() if isinstance(name, str) else None
+        raise _err(job, found[0] or "job", found[1])
+
+
 def validate_job_name(name: Any) -> str:
     """Check a (substituted) job name; raise with the reference's message otherwise."""
     if not isinstance(name, str) or not name:
@@ -129,6 +145,8 @@ def parse_walltime(value: Any, job: Optional[str] = None) -> float:
         raise _err(job, "resources.wt", f"invalid wall time {value!r}; it must be a finite number")
     if seconds <= 0:
         raise _err(job, "resources.wt", "wall time must be greater than zero")
+    if seconds > MAX_WALLTIME:
+        raise _err(job, "resources.wt", f"wall time {value!r} is longer than {MAX_WALLTIME} seconds (ten years)")
     return seconds
 
 
@@ -436,6 +454,7 @@ class JobDescription:
     def from_dict(cls, data: Any) -> JobDescription:
         if not isinstance(data, dict):
             raise JobDescriptionError(None, None, "Wrong submit request - wrong job data")
+        check_values(data)
         name = validate_job_name(data.get("name"))
         _check_keys(name, "", data, _JOB_KEYS)
         iteration = Iteration.parse(name, data.get("iteration"))

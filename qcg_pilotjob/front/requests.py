@@ -14,7 +14,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..errors import JobDescriptionError, RequestError
-from ..jobdesc import JobDescription, validate_job_name
+from ..jobdesc import MAX_TASKS_PER_SUBMIT, JobDescription, check_values, validate_job_name
 from ..partition.scheduler import unfit_reason
 from ..variables import has_unknown_variable, substitute, substitute_tree
 from . import views
@@ -52,6 +52,7 @@ def prepare_job(raw: Any, base_vars: Dict[str, str]) -> JobDescription:
     """A submitted job description with its variables substituted, validated."""
     if not isinstance(raw, dict):
         raise JobDescriptionError(None, None, "Wrong submit request - wrong job data")
+    check_values(raw)  # before any message quotes a value
     values = dict(base_vars)
     values["uniq"] = uuid.uuid4().hex
     name = raw.get("name")
@@ -134,10 +135,16 @@ class Requests:
         base_vars = self._submit_vars()
         descs: List[JobDescription] = []
         names: Set[str] = set()
+        tasks = 0
         for raw in jobs:
             desc = prepare_job(raw, base_vars)
             if desc.name in self.front.jobs or desc.name in names:
                 raise RequestError(f"Job {desc.name} already exist")
+            tasks += desc.total_iterations
+            if tasks > MAX_TASKS_PER_SUBMIT:
+                raise JobDescriptionError(desc.name, "iteration", f"one submit may hold at most "
+                                          f"{MAX_TASKS_PER_SUBMIT} tasks (iterations of all its jobs); "
+                                          f"with this job it holds {tasks}")
             self._check_fits(desc)
             names.add(desc.name)
             descs.append(desc)

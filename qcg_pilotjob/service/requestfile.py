@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, List
 
 from ..errors import ConfigError
+from ..protocol.wire import LimitError, loads_json
 
 if TYPE_CHECKING:
     from ..front.core import Front
@@ -22,16 +23,27 @@ _log = logging.getLogger("qcg_pilotjob.service")
 
 
 def load_requests(path: str) -> List[Any]:
-    """Read a request file: a JSON list of requests (a single object is taken as one)."""
+    """Read a request file: a JSON list of requests (a single object is taken as one), UTF-8
+    text within the limits of a network request (``protocol.wire``)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except OSError as exc:
         raise ConfigError(f"cannot read request file {path}: {exc.strerror}") from None
     try:
-        data = json.loads(text)
+        data = loads_json(raw)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"request file {path} is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except LimitError as exc:
+        raise ConfigError(f"request file {path} exceeds a limit: {exc}") from None
     except ValueError as exc:
         raise ConfigError(f"request file {path} is not valid JSON: {exc}") from None
+    try:  # a \ud800 escape makes text that cannot be written back (report, journal, replies)
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        before = exc.object[max(0, exc.start - 40):exc.start]
+        raise ConfigError(f"request file {path} holds text that is not valid UTF-8 (a lone surrogate "
+                          f"\\u{ord(exc.object[exc.start]):04x} after {before!r})") from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):

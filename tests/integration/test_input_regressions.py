@@ -1,0 +1,180 @@
+"""Issue 9, "no single input stops or hangs anything": each input that used to hurt the real
+service (network and file interfaces, single-manager and governor mode) is a test of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from typing import Any, Dict, List
+
+import msgpack
+import pytest
+
+from qcg_pilotjob.jobdesc import MAX_TASKS_PER_SUBMIT
+from tests.conftest import FINISH, service_cmd, submit, wait_for
+from tests.integration.test_netiface import Service
+
+pytestmark = pytest.mark.integration
+
+GOVERNOR = ("--nodes", "a:2,b:2", "--slurm-partition-nodes", "1")
+
+
+def _job(name: str, **execution: Any) -> Dict[str, Any]:
+    return {"name": name, "execution": {"exec": "true", **execution}}
+
+
+def _start(wd: str, *args: str) -> Service:
+    proc = subprocess.Popen(service_cmd("--net", "--wd", wd, "--report-format", "json", *args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+    def address() -> str:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        for entry in os.listdir(wd):
+            path = os.path.join(wd, entry, "address")
+            if entry.startswith(".qcgpjm-service-") and os.path.isfile(path):
+                with open(path) as fh:
+                    text = fh.read()
+                if text.endswith("\n"):
+                    return text.strip()
+        return ""
+
+    return Service(proc, wd, wait_for(address, timeout=60, what="the address file"))
+
+
+@pytest.fixture(params=["single", "governor"])
+def net(request, tmp_path):
+    svc = _start(str(tmp_path), *(("--nodes", "2") if request.param == "single" else GOVERNOR))
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+def _ask(svc: Service, obj: Any) -> Dict[str, Any]:
+    """A JSON request (``json.dumps`` writes a lone surrogate as a ``\\ud800`` escape)."""
+    return svc.ask_json(json.dumps(obj).encode())
+
+
+def _listed(svc: Service) -> Dict[str, Any]:
+    reply = _ask(svc, {"request": "listJobs"})
+    assert reply["code"] == 0, reply
+    return reply["data"]["jobs"]
+
+
+def _final(svc: Service, name: str) -> str:
+    def state() -> Any:
+        data = _ask(svc, {"request": "jobStatus", "jobNames": [name]})["data"]["jobs"][name]["data"]
+        return data["status"] if data["status"] in ("SUCCEED", "FAILED", "CANCELED", "OMITTED") else None
+
+    return str(wait_for(state, timeout=60, what=f"job {name} to end"))
+
+
+def _after_bad_the_service_works(svc: Service) -> None:
+    """Nothing of the bad submit is registered; a good job still runs; listJobs is encodable."""
+    assert _listed(svc) == {}
+    assert _ask(svc, submit(_job("good")))["code"] == 0
+    assert _final(svc, "good") == "SUCCEED"
+    assert list(_listed(svc)) == ["good"]
+
+
+# ---- 1. one deep frame -------------------------------------------------------------------------
+def test_regression_deep_json_frame(net):
+    reply = net.ask_json(b"[" * 100_000)
+    assert reply == {"code": 1, "message": "Invalid request: request exceeds a limit: nested deeper than 64 levels"}
+    raw = net.ask(b"\x91" * 100_000 + b"\x01")  # the same in msgpack
+    assert msgpack.unpackb(raw, raw=False)["message"].endswith("nested deeper than 64 levels")
+    _after_bad_the_service_works(net)
+
+
+# ---- 2. values that cannot be stored or encoded back -------------------------------------------
+@pytest.mark.parametrize("job, field", [
+    ({"name": "s\ud800", "execution": {"exec": "true"}}, "name"),
+    (_job("a", args=["x", "s\ud800"]), "execution.args[1]"),
+    (_job("a", env={"V": "\udc00"}), "execution.env.V"),
+    (_job("a", wd="/tmp/\ud800"), "execution.wd"),
+])
+def test_regression_lone_surrogate_in_a_job(net, job, field):
+    reply = _ask(net, submit(job))
+    assert reply["code"] == 1
+    assert f": {field}: " in reply["message"] and "not valid UTF-8" in reply["message"], reply
+    assert reply["message"].startswith("job '")
+    _after_bad_the_service_works(net)
+
+
+@pytest.mark.parametrize("resources, field", [
+    ({"numCores": 10 ** 30}, "resources.numCores"),
+    ({"numCores": {"min": 1, "max": 10 ** 30}}, "resources.numCores.max"),
+    ({"wt": 10 ** 400}, "resources.wt"),
+])
+def test_regression_huge_integer_in_a_job(net, resources, field):
+    job = {**_job("big"), "resources": resources}
+    reply = _ask(net, submit(job))
+    assert reply["code"] == 1 and reply["message"].startswith(f"job 'big': {field}: "), reply
+    assert "out of range" in reply["message"]
+    _after_bad_the_service_works(net)
+
+
+def test_regression_huge_or_infinite_wall_time(net):
+    for text, problem in ((b"1e400", "finite"), (b"1e300", "longer than")):
+        payload = b'{"request": "submit", "jobs": [{"name": "w", "execution": {"exec": "true"}, ' \
+                  b'"resources": {"wt": ' + text + b"}}]}"
+        reply = net.ask_json(payload)
+        assert reply["code"] == 1 and reply["message"].startswith("job 'w': resources.wt: "), reply
+        assert problem in reply["message"] and "Failed to process" not in reply["message"]
+    _after_bad_the_service_works(net)
+
+
+# ---- 3. many tasks in one small submit ---------------------------------------------------------
+def test_regression_ten_million_iterations(net):
+    big = {**_job("many"), "iteration": {"stop": 10 ** 7}}
+    for _ in range(8):
+        reply = _ask(net, submit(big))
+        assert reply["code"] == 1
+        assert reply["message"].startswith("job 'many': ") and str(MAX_TASKS_PER_SUBMIT) in reply["message"]
+    # the limit counts the whole submit, and the submit is all or nothing
+    half = MAX_TASKS_PER_SUBMIT // 2 + 1
+    jobs = [_job("first"), {**_job("h1"), "iteration": {"stop": half}}, {**_job("h2"), "iteration": {"stop": half}}]
+    reply = _ask(net, {"request": "submit", "jobs": jobs})
+    assert reply["code"] == 1 and reply["message"].startswith("job 'h2': "), reply
+    _after_bad_the_service_works(net)
+
+
+# ---- 4. request files --------------------------------------------------------------------------
+def _write(path: str, data: bytes) -> str:
+    with open(path, "wb") as fh:
+        fh.write(data)
+    return path
+
+
+@pytest.mark.parametrize("what, data, problem", [
+    ("binary", bytes(range(256)) * 8, "is not UTF-8 text"),
+    ("deep", b"[" * 100_000, "exceeds a limit: nested deeper than 64 levels"),
+    ("surrogate", json.dumps([submit({"name": "s\ud800", "execution": {"exec": "true"}}), FINISH]).encode(),
+     "lone surrogate \\ud800"),
+    ("not_a_list", b'"submit"', "must hold a JSON list of requests, not str"),
+])
+def test_regression_bad_request_file(tmp_path, what, data, problem):
+    path = _write(str(tmp_path / f"{what}.json"), data)
+    wd = tmp_path / "wd"
+    proc = subprocess.run(service_cmd("--nodes", "2", "--wd", str(wd), "--file-path", path),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"qcg-pm-service: error: request file {path} "), lines
+    assert problem in lines[0]
+    assert not wd.exists() or os.listdir(wd) == []  # no aux dir, no jobs.report
+
+
+# ---- 5. governor mode: a bad job next to a good one --------------------------------------------
+def test_regression_governor_bad_job_next_to_good_one(run_service):
+    bad: List[Dict[str, Any]] = [{**_job("cores"), "resources": {"numCores": 10 ** 30}},
+                                 {**_job("nodes"), "resources": {"numNodes": {"min": 1, "max": 10 ** 30}}},
+                                 {**_job("iters"), "iteration": {"start": 0, "stop": 10 ** 30}}]
+    reqs = [submit(job) for job in bad] + [submit(_job("good")), FINISH]
+    run = run_service(reqs, *GOVERNOR, timeout=120)
+    assert run.rc == 0, run.stderr
+    assert set(run.report()) == {"good"} and run.report()["good"]["state"] == "SUCCEED"
+    for job in bad:
+        assert f"failed: job '{job['name']}': " in run.log and "out of range" in run.log
+    assert run.final_status["JobStats"]["TotalJobs"] == 1
