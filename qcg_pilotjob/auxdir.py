@@ -4,6 +4,10 @@ A service keeps its logs, report, journal and ``address`` file in
 ``<wd>/.qcgpjm-service-<id>/`` (QCG-PilotJob's name); a governor's partitions keep theirs
 in ``partition-<i>/`` below it.
 
+The aux dir is private: jobs' descriptions (their ``env`` too) land in the journal and the
+report, so the directory is made 0700 and every file the service writes there 0600,
+whatever the umask (:func:`make_private_dir`, :func:`open_private_fd`).
+
 >>> aux_dir("/w", "host.12")
 '/w/.qcgpjm-service-host.12'
 >>> instance_of("/w/.qcgpjm-service-host.12")
@@ -12,12 +16,18 @@ in ``partition-<i>/`` below it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import List
 
-__all__ = ["AUX_PREFIX", "aux_dir", "aux_dirs_below", "instance_of", "partition_dir"]
+__all__ = ["AUX_PREFIX", "PRIVATE_DIR_MODE", "PRIVATE_FILE_MODE", "aux_dir", "aux_dirs_below", "instance_of",
+           "make_private_dir", "open_private_fd", "partition_dir"]
 
 AUX_PREFIX = ".qcgpjm-service-"
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+_FLAGS = {"a": os.O_WRONLY | os.O_CREAT | os.O_APPEND, "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC}
 
 
 def aux_dir(wd: str, instance_id: str) -> str:
@@ -41,3 +51,22 @@ def aux_dirs_below(wd: str) -> List[str]:
 
 def partition_dir(aux: str, name: str) -> str:
     return os.path.join(aux, name)
+
+
+def make_private_dir(path: str) -> None:
+    """Create ``path`` (and missing parents, with the usual modes) and make it 0700.
+
+    ``os.makedirs(mode=...)`` honours the umask, hence the ``chmod``; an existing directory
+    (a resumed run's) is made private too.
+    """
+    os.makedirs(path, mode=PRIVATE_DIR_MODE, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR_MODE)
+
+
+def open_private_fd(path: str, mode: str = "a") -> int:
+    """A raw file descriptor of ``path`` opened for appending (``"a"``) or rewriting
+    (``"w"``), the file made 0600 whatever the umask (also a file an older run left)."""
+    fd = os.open(path, _FLAGS[mode] | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+    with contextlib.suppress(PermissionError):  # not ours (an odd --report-file): write to it as it is
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+    return fd

@@ -5,7 +5,9 @@ shape the run), ``submit`` (the
 substituted job descriptions), ``final`` (a task or job reached a final state),
 ``run`` (a task started, with its pid: a resume ends what a killed run left running),
 ``remove``, ``control`` and ``file`` (requests of the request file done so far).
-Written through a :class:`~.reports.LineWriter`, so in batches flushed within a second.
+Written through a :class:`~.reports.LineWriter` that the service flushes at the end of each
+loop turn that recorded something: a final state is on disk before the service goes on (a
+resume does not run a task again whose end was handled). See ``docs/reliability.md``.
 """
 
 from __future__ import annotations

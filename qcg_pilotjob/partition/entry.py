@@ -14,11 +14,11 @@ import sys
 import time
 
 from .. import __version__
-from ..auxdir import aux_dir
+from ..auxdir import aux_dir, make_private_dir
 from ..errors import ConfigError
 from ..resources import ResourcePool, local_nodes, parse_nodes_spec
 from ..service.config import ServiceConfig
-from ..service.logs import service_log
+from ..service.logs import close_service_log, open_service_log
 from ..slurm.allocation import job_end_time
 from .remote import RemotePartition
 
@@ -40,7 +40,7 @@ def run_partition(cfg: ServiceConfig) -> int:
     pid_name = cfg.instance_id()
     aux = cfg.aux_dir or aux_dir(wd, pid_name)
     try:
-        os.makedirs(aux, exist_ok=True)
+        make_private_dir(aux)
     except OSError as exc:
         raise ConfigError(f"cannot create the partition's directory {aux}: {exc.strerror}") from None
     path = os.path.join(aux, "service.log")
@@ -52,12 +52,19 @@ def run_partition(cfg: ServiceConfig) -> int:
         executor_options={"root_wd": wd, "aux_dir": aux,
                           "env_schema": "slurm" if cfg.envschema == "slurm" or (cfg.envschema == "auto" and slurm)
                           else "none",
-                          "zmq_address": cfg.parent, "kill_grace": cfg.kill_grace},
+                          "zmq_address": cfg.parent, "kill_grace": cfg.kill_grace,
+                          "keep_children": cfg.keep_task_children},
     )
     first = (f"partition {pid_name} version {__version__} started {time.strftime('%Y-%m-%d %H:%M:%S')} "
              f"@ {socket.gethostname()} for governor {cfg.parent}")
-    with service_log(path, first, cfg.log):
+    try:
+        handler = open_service_log(path, first, cfg.log)
+    except OSError as exc:
+        raise ConfigError(f"partition {pid_name}: cannot write {path}: {exc}") from None
+    try:
         code = asyncio.run(remote.run())
+    finally:
+        close_service_log(handler)
     text = _EXIT_TEXTS.get(code)
     if text is not None:
         detail = text.format(parent=cfg.parent)

@@ -29,12 +29,12 @@ from typing import Any, Dict, List, Optional
 import zmq
 
 from .. import __version__
-from ..auxdir import aux_dir, instance_of
+from ..auxdir import aux_dir, instance_of, make_private_dir, open_private_fd
 from ..errors import ConfigError, ResourceError
 from ..front.core import Front
 from ..front.hub import PartitionHub
 from ..front.journal import JOURNAL_NAME, Journal, Replay, find_aux_dir, read_journal
-from ..front.reports import Flusher, LineWriter
+from ..front.reports import FileImage, Flusher, LineWriter
 from ..lifeline import watch_lifeline
 from ..partition.manager import PartitionManager
 from ..protocol.batch import BatchSender
@@ -43,7 +43,7 @@ from ..protocol.messages import ShutdownMsg
 from ..resources import Node, ResourcePool, local_nodes, parse_nodes_spec
 from ..slurm.allocation import SlurmAllocation, in_slurm_allocation, job_end_time
 from .config import ServiceConfig
-from .logs import service_log
+from .logs import close_service_log, open_service_log
 from .netiface import EventPublisher, NetInterface
 from .partitions import PartitionProcess, spawn_partitions, stopper_for
 from .progress import Progress
@@ -93,7 +93,7 @@ class Service:
         self.file_path = self._request_file(cfg)
         self._resources(cfg)
         try:
-            os.makedirs(self.aux_dir, exist_ok=True)
+            make_private_dir(self.aux_dir)
         except OSError as exc:
             raise ConfigError(f"cannot create the auxiliary directory {self.aux_dir}: {exc.strerror}") from None
         self.env_schema = "slurm" if cfg.envschema == "slurm" or (cfg.envschema == "auto" and self.slurm) else "none"
@@ -149,13 +149,20 @@ class Service:
         tags = f" (with tags {','.join(self.cfg.tags)})" if self.cfg.tags else ""
         first = (f"service {self.instance_id} version {__version__} started {time.strftime('%Y-%m-%d %H:%M:%S')} "
                  f"@ {socket.gethostname()}{tags}")
-        with service_log(os.path.join(self.aux_dir, "service.log"), first, self.cfg.log):
-            try:
-                return asyncio.run(self._main())
-            except StartupError as exc:
-                _log.error("%s", exc)
-                sys.stderr.write(f"qcg-pm-service: error: {exc}\n")
-                return exc.code
+        path = os.path.join(self.aux_dir, "service.log")
+        try:
+            handler = open_service_log(path, first, self.cfg.log)
+        except OSError as exc:  # a full disk before the start: one line, no traceback
+            sys.stderr.write(f"qcg-pm-service: error: cannot write {path}: {exc}\n")
+            return 2
+        try:
+            return asyncio.run(self._main())
+        except StartupError as exc:
+            _log.error("%s", exc)
+            sys.stderr.write(f"qcg-pm-service: error: {exc}\n")
+            return exc.code
+        finally:
+            close_service_log(handler)
 
     async def _main(self) -> int:
         self.loop = asyncio.get_running_loop()
@@ -177,10 +184,25 @@ class Service:
             await self._serve()
             await self._stop_partitions()
             self._write_final_status()
+        if self._lost_lines():
+            return 1
         return 128 + self.stop_signal[0] if self.stop_signal else 0
 
+    def _lost_lines(self) -> bool:
+        """Whether some lines of the report, journal or final status never reached the disk;
+        if so, say which (log and stderr)."""
+        lost = self.flusher.lost
+        for w in lost:
+            _log.error("%d bytes of %s could not be written: %s", w.unwritten, w.path, w.error)
+        if lost:
+            what = "; ".join(f"{w.path} ({w.unwritten} bytes: {w.error})" for w in lost)
+            sys.stderr.write(f"qcg-pm-service: error: lines could not be written: {what}\n")
+        return bool(lost)
+
     def _open_files(self, stack: contextlib.AsyncExitStack) -> None:
-        flusher = Flusher(self.loop, [self.report, self.journal_writer])
+        # the journal is on disk at the end of each loop turn that recorded something (a task
+        # whose end was handled never runs again after a kill); the report within 0.5 s
+        flusher = self.flusher = Flusher(self.loop, [self.report], per_turn=[self.journal_writer])
         stack.callback(flusher.close)
         self.journal = Journal(self.journal_writer)
         self.front = Front(instance_id=self.instance_id, report=self.report, report_format=self.cfg.report_format,
@@ -254,7 +276,8 @@ class Service:
         self.partition = PartitionManager(
             loop, self.pool, to_front,
             executor_options={"root_wd": self.wd, "aux_dir": self.aux_dir, "env_schema": self.env_schema,
-                              "zmq_address": front.zmq_address, "kill_grace": self.cfg.kill_grace},
+                              "zmq_address": front.zmq_address, "kill_grace": self.cfg.kill_grace,
+                              "keep_children": self.cfg.keep_task_children},
             dry_run=self.cfg.dry_run, launcher=self.launcher, deadline=self.end_time)
         try:
             missing = await self.partition.prepare()
@@ -276,7 +299,8 @@ class Service:
         self.journal.record("start", id=self.instance_id, version=__version__, resumed=bool(self.replay),
                             file_mode=self.file_path is not None and not self.cfg.net, file_path=self.file_path,
                             config=recorded_config(self.cfg))
-        self.journal_writer.flush()  # at once: a run killed within the first flush interval stays resumable
+        if not self.journal_writer.flush():  # at once: a run killed at once stays resumable
+            raise StartupError(f"cannot write the journal {self.journal_writer.path}: {self.journal_writer.error}", 2)
 
     def _handle_signals(self, stack: contextlib.AsyncExitStack) -> None:
         def on_signal(signum: int) -> None:
@@ -415,8 +439,15 @@ class Service:
 
     # --- files -------------------------------------------------------------------------
     def _write_address(self, address: str) -> None:
-        with open(os.path.join(self.aux_dir, "address"), "w", encoding="utf-8") as fh:
-            fh.write(address + "\n")
+        path = os.path.join(self.aux_dir, "address")
+        try:
+            fd = open_private_fd(path, "w")
+            try:
+                os.write(fd, (address + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:  # clients given the address otherwise still reach the service
+            _log.warning("cannot write %s: %s", path, exc)
 
     def _remove_address(self) -> None:
         with contextlib.suppress(OSError):  # nobody listens there any more
@@ -424,10 +455,11 @@ class Service:
 
     def _write_final_status(self) -> None:
         status: Dict[str, Any] = self.front_status()
-        text = json.dumps(status, indent=2)
+        text = json.dumps(status, indent=2) + "\n"
         for name in ("final_status", "final_status.json"):
-            with open(os.path.join(self.aux_dir, name), "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
+            image = FileImage(os.path.join(self.aux_dir, name))
+            image.set(text)  # tried again when the files are closed, if it failed
+            self.flusher.add(image)
 
     def front_status(self) -> Dict[str, Any]:
         from ..front.views import status
