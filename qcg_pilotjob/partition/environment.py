@@ -2,7 +2,8 @@
 
 Start-time variables (``it``, ``itval``, ``root_wd``, ``ncores``, ``nnodes``, ``nlist``)
 are substituted in the ``execution`` element; the QCG execution environment and, with
-``--envschema slurm``, the Slurm one are added.
+``--envschema slurm``, the Slurm one are added. Every task is marked with
+:data:`TASK_MARK`; :func:`scan_marked` finds the processes that carry a mark again.
 
 >>> from qcg_pilotjob.resources import ResourcePool, parse_nodes_spec
 >>> alloc = ResourcePool(parse_nodes_spec("a:2,b:2")).allocate_cores(3, 3)
@@ -15,14 +16,19 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Set, Tuple
 
 from ..jobdesc import Execution, JobDescription
 from ..resources import Allocation
 from ..variables import substitute
 from .models import MPI_MODELS, wrap_model
 
-__all__ = ["LaunchPlan", "build_plan", "start_variables", "tasks_per_node"]
+__all__ = ["TASK_MARK", "LaunchPlan", "build_plan", "leftover_marks", "mark_in", "scan_marked", "start_variables",
+           "tasks_per_node"]
+
+#: the variable that marks every process of a task (``<run>:<step>``); children inherit it,
+#: which is how the ones that left the task's process group are found again
+TASK_MARK = "QCG_PM_TASK_MARK"
 
 
 @dataclass
@@ -35,6 +41,56 @@ class LaunchPlan:
     stderr: Optional[str]
     hostfile: Optional[str]
     venv: Optional[str] = None
+
+
+def mark_in(environ: bytes, var: str = TASK_MARK) -> Optional[str]:
+    """The value of ``var`` in a ``/proc/PID/environ`` image, or None.
+
+    >>> mark_in(b"A=1\\0QCG_PM_TASK_MARK=r:3\\0B=2\\0")
+    'r:3'
+    >>> mark_in(b"XQCG_PM_TASK_MARK=r:3\\0") is None
+    True
+    """
+    key = var.encode() + b"="
+    if environ.startswith(key):
+        start = len(key)
+    else:
+        at = environ.find(b"\0" + key)
+        if at < 0:
+            return None
+        start = at + 1 + len(key)
+    end = environ.find(b"\0", start)
+    return environ[start:end if end >= 0 else len(environ)].decode(errors="replace")
+
+
+def scan_marked(var: str = TASK_MARK) -> List[Tuple[int, str]]:
+    """``(pid, mark)`` of every other process of this user whose environment holds ``var``."""
+    uid, me = os.getuid(), os.getpid()
+    found: List[Tuple[int, str]] = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid != uid:
+                continue
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                mark = mark_in(fh.read(), var)
+        except OSError:
+            continue
+        if mark is not None:
+            found.append((int(name), mark))
+    return found
+
+
+def leftover_marks(found: List[Tuple[int, str]], runs: Set[str], running: Set[str]) -> List[Tuple[int, str]]:
+    """Of the marked processes ``found``, those of a task of ``runs`` that runs no more.
+
+    >>> leftover_marks([(1, "r:1"), (2, "r:2"), (3, "other:1"), (4, "r")], {"r"}, {"r:2"})
+    [(1, 'r:1')]
+    """
+    return [(pid, mark) for pid, mark in found
+            if mark not in running and ":" in mark and mark.rpartition(":")[0] in runs]
+
 
 
 def tasks_per_node(alloc: Allocation) -> str:
@@ -175,9 +231,11 @@ def _wrap_mpi(ex: Execution, argv: List[str], alloc: Allocation, env: Dict[str, 
 
 def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation, *, root_wd: str,
                base_env: Mapping[str, str], step_id: str, env_schema: str,
-               zmq_address: Optional[str], hostfile_dir: str, launch: str = "local") -> LaunchPlan:
+               zmq_address: Optional[str], hostfile_dir: str, launch: str = "local",
+               task_mark: Optional[str] = None) -> LaunchPlan:
     """Everything needed to start one task, with variables substituted. With ``launch``
-    other than ``local`` (inside Slurm) the execution model wraps the command."""
+    other than ``local`` (inside Slurm) the execution model wraps the command; ``task_mark``
+    becomes the task's :data:`TASK_MARK`."""
     ex: Execution = desc.execution
     mpi = launch != "local" and ex.model in MPI_MODELS
     values = start_variables(desc, iteration, alloc, root_wd)
@@ -188,6 +246,8 @@ def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation
     ncores = str(alloc.cores)
     _add_qcg_env(env, desc, iteration, alloc, step_id=step_id, zmq_address=zmq_address,
                  nodelist=nodelist, ncores=ncores, tpn=tpn)
+    if task_mark:
+        env[TASK_MARK] = task_mark
     hostfile = None
     if alloc.cores > 1 or mpi:
         hostfile = _hostfile_path(hostfile_dir, desc.name, iteration)

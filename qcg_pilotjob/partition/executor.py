@@ -13,6 +13,12 @@ it:
   ``srun`` clients: each task is its own srun step on its first node.
 - :class:`~.agents.AgentExecutor` sends tasks to node agents (Slurm).
 - :class:`DryRunExecutor` starts nothing (``--dry-run``).
+
+:class:`Leftovers` ends what a task leaves behind when its main process exits (local
+executors and node agents; not with ``--keep-task-children``): its process group gets
+SIGTERM at once and SIGKILL after ``kill_grace`` if it still has members, and processes
+that left the group are found by their :data:`~.environment.TASK_MARK` in a ``/proc``
+sweep, at most every :data:`SWEEP_EVERY` seconds and only after tasks ended.
 """
 
 from __future__ import annotations
@@ -25,15 +31,16 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from ..resources import Allocation
 from ..slurm.srun import step_command
-from .environment import LaunchPlan, build_plan
+from .environment import TASK_MARK, LaunchPlan, build_plan, leftover_marks, mark_in, scan_marked
 from .scheduler import TaskSpec
 
-__all__ = ["DryRunExecutor", "Executor", "LocalExecutor", "RunningTask", "SrunExecutor", "TaskKey"]
+__all__ = ["DryRunExecutor", "Executor", "Leftovers", "LocalExecutor", "RunningTask", "SrunExecutor", "TaskKey"]
 
 _log = logging.getLogger(__name__)
 
@@ -43,6 +50,103 @@ TaskKey = Tuple[str, Optional[int]]
 STOP_CANCEL = "cancel"
 STOP_WALLTIME = "walltime"
 STOP_SHUTDOWN = "shutdown"
+
+#: the ``/proc`` sweep for processes that left their task's group runs at most this often
+#: (seconds), and only when a task ended since the last one
+SWEEP_EVERY = 2.0
+#: ... and not sooner than this after the task's end (a fork under way is then done)
+SWEEP_DELAY = 0.2
+
+
+class Leftovers:
+    """Ends the processes a task leaves behind once its main process has been reaped."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, kill_grace: float,
+                 scan: Callable[[], List[Tuple[int, str]]] = scan_marked) -> None:
+        self.loop = loop
+        self.kill_grace = kill_grace
+        self.scan = scan
+        self.runs: Set[str] = set()      # the runs (mark prefixes) of the tasks started here
+        self.running: Set[str] = set()   # the marks of tasks running now
+        self.groups: Set[int] = set()    # groups that got SIGTERM; SIGKILL pending
+        self.pidfds: Dict[int, int] = {}  # leftovers found by their mark that got SIGTERM; SIGKILL pending
+        self._sweep: Optional[asyncio.TimerHandle] = None
+        self._last = float("-inf")
+
+    def started(self, mark: Optional[str]) -> None:
+        if mark:
+            self.running.add(mark)
+            self.runs.add(mark.rpartition(":")[0])
+
+    def ended(self, pgid: int, mark: Optional[str]) -> None:
+        """The main process of a task (the leader of group ``pgid``) was reaped: SIGTERM
+        what is left of the group, SIGKILL later; sweep for the task's mark soon."""
+        if pgid > 0:
+            try:
+                os.killpg(pgid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass  # the group is empty: the usual case, one syscall
+            else:
+                self.groups.add(pgid)
+                self.loop.call_later(self.kill_grace, self._kill_group, pgid)
+        if mark:
+            self.running.discard(mark)
+            if self._sweep is None:
+                when = max(self.loop.time() + SWEEP_DELAY, self._last + SWEEP_EVERY)
+                self._sweep = self.loop.call_at(when, self.sweep)
+
+    def _kill_group(self, pgid: int) -> None:
+        if pgid in self.groups:
+            self.groups.discard(pgid)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+
+    def sweep(self) -> int:
+        """SIGTERM every process marked by a task of this executor that runs no more
+        (SIGKILL after the grace period); returns how many."""
+        self._sweep = None
+        self._last = self.loop.time()
+        ended = 0
+        for pid, mark in leftover_marks(self.scan(), self.runs, self.running):
+            if pid not in self.pidfds and self._term(pid, mark):
+                ended += 1
+        return ended
+
+    def _term(self, pid: int, mark: str) -> bool:
+        """SIGTERM ``pid`` through a pidfd, if it is still the process marked ``mark``."""
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return False
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:  # the pidfd holds the process: same pid, same one
+                if mark_in(fh.read()) != mark:
+                    raise ProcessLookupError
+            signal.pidfd_send_signal(fd, signal.SIGTERM)
+        except OSError:
+            os.close(fd)
+            return False
+        self.pidfds[pid] = fd
+        self.loop.call_later(self.kill_grace, self._kill_pid, pid)
+        return True
+
+    def _kill_pid(self, pid: int) -> None:
+        fd = self.pidfds.pop(pid, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.close(fd)
+
+    def close(self) -> None:
+        """The executor stops: a sweep that was due runs now, and every leftover still in
+        its grace period is killed at once."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self.sweep()
+        for pgid in list(self.groups):
+            self._kill_group(pgid)
+        for pid in list(self.pidfds):
+            self._kill_pid(pid)
 
 
 @dataclass
@@ -76,7 +180,7 @@ class Executor:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, root_wd: str, aux_dir: str, env_schema: str,
                  zmq_address: Optional[str], kill_grace: float, on_exit: ExitCallback,
-                 base_env: Optional[Mapping[str, str]] = None) -> None:
+                 base_env: Optional[Mapping[str, str]] = None, keep_children: bool = False) -> None:
         self.loop = loop
         self.root_wd = root_wd
         self.hostfile_dir = os.path.join(aux_dir, "hostfiles")
@@ -88,6 +192,9 @@ class Executor:
         self.running: Dict[TaskKey, RunningTask] = {}
         self._made_dirs: Set[str] = set()
         self._steps = 0
+        self._run = uuid.uuid4().hex[:12]  # this executor's tasks are marked <run>:<step>
+        self.keep_children = keep_children
+        self.leftovers: Optional[Leftovers] = None if keep_children else Leftovers(loop, kill_grace)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -107,7 +214,8 @@ class Executor:
         try:
             return build_plan(spec.desc, iteration, alloc, root_wd=self.root_wd, base_env=self.base_env,
                               step_id=str(self._steps), env_schema=self.env_schema,
-                              zmq_address=self.zmq_address, hostfile_dir=self.hostfile_dir, launch=self.launch)
+                              zmq_address=self.zmq_address, hostfile_dir=self.hostfile_dir, launch=self.launch,
+                              task_mark=f"{self._run}:{self._steps}")
         except Exception as exc:  # a bug in a description we accepted: fail the task, not the service
             _log.exception("cannot prepare task %s", spec.name)
             return f"cannot prepare the task: {exc}"
@@ -216,6 +324,8 @@ class LocalExecutor(Executor):
             for fd in set(stdio) - {subprocess.DEVNULL}:
                 os.close(fd)
         task = RunningTask(spec, iteration, alloc, plan, proc, proc.pid, time.time())
+        if self.leftovers is not None:
+            self.leftovers.started(plan.env.get(TASK_MARK))
         self._track(task)
         self._watch(task)
         return None
@@ -276,6 +386,8 @@ class LocalExecutor(Executor):
             self.loop.remove_reader(task.pidfd)
             os.close(task.pidfd)
             task.pidfd = -1
+        if self.leftovers is not None:  # the end is reported at once; the leftovers end meanwhile
+            self.leftovers.ended(task.pid, task.plan.env.get(TASK_MARK))
         code = os.waitstatus_to_exitcode(status)
         if task.proc is not None:
             task.proc.returncode = code
@@ -290,6 +402,8 @@ class LocalExecutor(Executor):
             os.killpg(task.pid, sig)
 
     def close(self) -> None:
+        if self.leftovers is not None:
+            self.leftovers.close()
         if self._sigchld:
             self.loop.remove_signal_handler(signal.SIGCHLD)
             self._sigchld = False

@@ -61,6 +61,7 @@ __all__ = ["cli", "main"]
                                "holding one)")
 @click.option("--kill-grace", type=float, default=10.0, show_default=True,
               help="seconds between SIGTERM and SIGKILL when a task is cancelled or exceeds its wall time")
+@click.option("--keep-task-children", is_flag=True, help="leave running the processes a task started when it ends")
 @click.option("--dry-run", is_flag=True, hidden=True)
 @click.option("--heartbeat", type=float, default=1.0, hidden=True)
 @click.option("--aux-dir", hidden=True)
@@ -81,6 +82,7 @@ def cli(**kw: Any) -> None:
         slurm_limit_nodes_range_begin=kw["slurm_limit_nodes_range_begin"],
         slurm_limit_nodes_range_end=kw["slurm_limit_nodes_range_end"],
         resume=kw["resume"], kill_grace=kw["kill_grace"], ready_fd=kw["ready_fd"], lifeline_fd=kw["lifeline_fd"],
+        keep_task_children=kw["keep_task_children"],
         dry_run=kw["dry_run"], heartbeat=kw["heartbeat"], aux_dir=kw["aux_dir"], launcher=kw["launcher"],
     )
     code = run(cfg)

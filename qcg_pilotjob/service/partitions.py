@@ -137,6 +137,8 @@ def partition_args(cfg: ServiceConfig, name: str, group: Sequence[Node], address
         args.append("--system-core")
     if cfg.dry_run:
         args.append("--dry-run")
+    if cfg.keep_task_children:
+        args.append("--keep-task-children")
     if launcher is not None:
         args += ["--launcher", launcher]
     return args
