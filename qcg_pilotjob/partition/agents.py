@@ -51,7 +51,7 @@ from ..protocol.messages import (
     StartedMsg,
 )
 from ..protocol.receive import FrameGuard, identity_of, receive_loop
-from ..protocol.transport import async_context, bind_request_server
+from ..protocol.transport import async_context, bind_request_server, listen_host
 from ..resources import Allocation
 from ..slurm.srun import agent_step_name, cancel_steps, step_command
 from .executor import Executor, RunningTask, TaskKey
@@ -110,7 +110,8 @@ class AgentExecutor(Executor):
         """Serve the agents' ROUTER: a new one bound on a free port, or ``sock`` (tests),
         sending through ``send_sock`` (by default ``sock`` itself)."""
         if sock is None:
-            sock, self.address = bind_request_server(async_context(), "*", None, 20000, 40000)
+            # agents on other nodes of the allocation reach it at this node's own address
+            sock, self.address = bind_request_server(async_context(), listen_host(True), None, 20000, 40000)
             send_sock = sock
         self.sock = sock
         self.sender = BatchSender(send_sock if send_sock is not None else sock, "node agents", self.loop)

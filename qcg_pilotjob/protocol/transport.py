@@ -38,6 +38,7 @@ __all__ = [
     "connect_requester",
     "connect_subscriber",
     "external_address",
+    "listen_host",
     "parse_address",
     "secure_client",
     "secure_server",
@@ -78,6 +79,26 @@ def external_address(endpoint: str) -> str:
             ip = "127.0.0.1"
         endpoint = re.sub(r"//(0\.0\.0\.0|\*):", f"//{ip}:", endpoint)
     return endpoint
+
+
+def listen_host(in_allocation: bool, override: Optional[str] = None) -> str:
+    """Where a service listens: ``override`` if given (``*`` for every interface); inside
+    a Slurm allocation the node's own address (other nodes reach it there); elsewhere
+    loopback only (its clients are on this host).
+
+    >>> listen_host(False)
+    '127.0.0.1'
+    >>> listen_host(False, "*")
+    '*'
+    """
+    if override:
+        return override
+    if not in_allocation:
+        return "127.0.0.1"
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "*"
 
 
 def _server_options(sock: zmq.Socket[Any]) -> None:

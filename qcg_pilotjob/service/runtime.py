@@ -40,6 +40,7 @@ from ..partition.manager import PartitionManager
 from ..protocol.batch import BatchSender
 from ..protocol.heartbeat import LOST_AFTER_BEATS
 from ..protocol.messages import ShutdownMsg
+from ..protocol.transport import listen_host
 from ..resources import Node, ResourcePool, local_nodes, parse_nodes_spec
 from ..slurm.allocation import SlurmAllocation, in_slurm_allocation, job_end_time
 from .config import ServiceConfig
@@ -200,9 +201,9 @@ class Service:
         return bool(lost)
 
     def _open_files(self, stack: contextlib.AsyncExitStack) -> None:
-        # the journal is on disk at the end of each loop turn that recorded something (a task
-        # whose end was handled never runs again after a kill); the report within 0.5 s
-        flusher = self.flusher = Flusher(self.loop, [self.report], per_turn=[self.journal_writer])
+        # the journal and the report are on disk at the end of each loop turn that added a line:
+        # a task whose end was handled never runs again after a kill (docs/reliability.md)
+        flusher = self.flusher = Flusher(self.loop, [], per_turn=[self.journal_writer, self.report])
         stack.callback(flusher.close)
         self.journal = Journal(self.journal_writer)
         self.front = Front(instance_id=self.instance_id, report=self.report, report_format=self.cfg.report_format,
@@ -222,7 +223,8 @@ class Service:
             return
         lo, hi = cfg.net_port_min or 2222, cfg.net_port_max or 9999
         try:
-            net = NetInterface(self.front, port=cfg.net_port, port_min=lo, port_max=hi)
+            host = listen_host(self.slurm is not None, cfg.net_host)
+            net = NetInterface(self.front, host=host, port=cfg.net_port, port_min=lo, port_max=hi)
         except zmq.ZMQError as exc:
             raise StartupError(f"cannot open the network interface (port {cfg.net_port or 'range'}): {exc}", 2) \
                 from None
@@ -230,7 +232,7 @@ class Service:
         stack.push_async_callback(net.close)
         stack.callback(self._remove_address)
         try:
-            publisher = EventPublisher("*", lo, hi)
+            publisher = EventPublisher(host, lo, hi)
         except zmq.ZMQError as exc:
             raise StartupError(f"cannot open the status publisher: {exc}", 2) from None
         stack.callback(publisher.close)
