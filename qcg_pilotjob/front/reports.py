@@ -1,8 +1,9 @@
 """``jobs.report``, the journal and ``final_status``: files written in batches, never lost.
 
-A line is buffered in memory and written with the next flush. :class:`Flusher` flushes the
-journal at the end of the loop turn that recorded something (a final state is on disk
-before the service does anything else), and the report within ``interval`` seconds of its
+A line is buffered in memory and written with the next flush. :class:`Flusher` flushes its
+``per_turn`` writers (the service: the journal and the report) at the end of the loop turn
+that gave them lines, one write per file and turn: a final state is on disk before the
+service does anything else. Other writers are flushed within ``interval`` seconds of their
 first unflushed line. One raw file descriptor per writer, kept open, files 0600.
 
 A write that fails (a full disk, a quota, an I/O error: any ``OSError``) never raises out of
