@@ -71,11 +71,14 @@ def _final(svc: Service, name: str) -> str:
 
 
 def _after_bad_the_service_works(svc: Service) -> None:
-    """Nothing of the bad submit is registered; a good job still runs; listJobs is encodable."""
+    """Nothing of the bad submit is registered; a good job still runs; listJobs is encodable;
+    after finishAfterAllTasksDone the service exits by itself."""
     assert _listed(svc) == {}
     assert _ask(svc, submit(_job("good")))["code"] == 0
     assert _final(svc, "good") == "SUCCEED"
     assert list(_listed(svc)) == ["good"]
+    assert _ask(svc, FINISH)["code"] == 0
+    assert svc.proc.wait(timeout=60) == 0
 
 
 # ---- 1. one deep frame -------------------------------------------------------------------------
@@ -170,11 +173,16 @@ def test_regression_bad_request_file(tmp_path, what, data, problem):
 def test_regression_governor_bad_job_next_to_good_one(run_service):
     bad: List[Dict[str, Any]] = [{**_job("cores"), "resources": {"numCores": 10 ** 30}},
                                  {**_job("nodes"), "resources": {"numNodes": {"min": 1, "max": 10 ** 30}}},
-                                 {**_job("iters"), "iteration": {"start": 0, "stop": 10 ** 30}}]
+                                 {**_job("iters"), "iteration": {"start": 0, "stop": 10 ** 30}},
+                                 {**_job("fcores"), "resources": {"numCores": 1e30}},
+                                 {**_job("wt"), "resources": {"wt": 1e30}}]
     reqs = [submit(job) for job in bad] + [submit(_job("good")), FINISH]
     run = run_service(reqs, *GOVERNOR, timeout=120)
     assert run.rc == 0, run.stderr
     assert set(run.report()) == {"good"} and run.report()["good"]["state"] == "SUCCEED"
     for job in bad:
-        assert f"failed: job '{job['name']}': " in run.log and "out of range" in run.log
+        assert f"failed: job '{job['name']}': " in run.log
+    assert "cores': resources.numCores: 1000000000000000000000000000000 is out of range" in run.log
+    assert "fcores': resources.numCores: must be an integer or a dictionary" in run.log
+    assert "'wt': resources.wt: wall time 1e+30 is longer than" in run.log
     assert run.final_status["JobStats"]["TotalJobs"] == 1
