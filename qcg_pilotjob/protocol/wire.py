@@ -57,25 +57,30 @@ class LimitError(ValueError):
 def check_limits(obj: Any) -> None:
     """Raise :class:`LimitError` if ``obj`` nests deeper than MAX_DEPTH, or holds a string longer
     than MAX_STRING or a list/map larger than MAX_ITEMS (an iterative walk: no recursion)."""
-    stack: List[Tuple[Any, int]] = [(obj, 0)]
+    if isinstance(obj, (str, bytes)):
+        obj = [obj]
+    stack: List[Tuple[Any, int]] = [(obj, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, (str, bytes)):
-            if len(item) > MAX_STRING:
-                raise LimitError(f"a string longer than {MAX_STRING} characters")
-            continue
         if not isinstance(item, (list, dict)):
             continue
-        if depth >= MAX_DEPTH:
+        if depth > MAX_DEPTH:
             raise LimitError(f"nested deeper than {MAX_DEPTH} levels")
         if len(item) > MAX_ITEMS:
             raise LimitError(f"a list or map of more than {MAX_ITEMS} items")
-        if isinstance(item, dict):
-            for key, val in item.items():
-                stack.append((key, depth + 1))
+        for val in (_chain(item.items()) if isinstance(item, dict) else item):
+            kind = type(val)
+            if kind is str or kind is bytes:
+                if len(val) > MAX_STRING:
+                    raise LimitError(f"a string longer than {MAX_STRING} characters")
+            elif kind is list or kind is dict:
                 stack.append((val, depth + 1))
-        else:
-            stack.extend((val, depth + 1) for val in item)
+
+
+def _chain(pairs: Any) -> Any:
+    for key, val in pairs:
+        yield key
+        yield val
 
 
 def _show(text: str) -> str:
@@ -101,6 +106,25 @@ def _scalar_problem(value: Any) -> Optional[str]:
     return f"a value of type {type(value).__name__} cannot be stored"
 
 
+def _fine(value: Any) -> bool:
+    """True for a scalar that is surely fine, cheaply (the common case); False: look closer."""
+    kind = type(value)
+    if kind is str:
+        return bool(value.isascii())
+    if kind is int:
+        return bool(-MAX_INT <= value <= MAX_INT)
+    if kind is float:
+        return bool(value - value == 0.0)  # False for NaN and infinities
+    return value is None or kind is bool
+
+
+def _key_problem(key: Any) -> Optional[str]:
+    if not isinstance(key, str):
+        return f"a key of type {type(key).__name__} (keys must be strings)"
+    problem = _scalar_problem(key)
+    return None if problem is None else f"key {problem}"
+
+
 def value_problem(obj: Any, path: str = "") -> Optional[Tuple[str, str]]:
     """The first value in ``obj`` that cannot be stored and encoded back as JSON and msgpack,
     as ``(path, problem)``: text that is not UTF-8, an integer past :data:`MAX_INT`, a NaN or
@@ -112,21 +136,29 @@ def value_problem(obj: Any, path: str = "") -> Optional[Tuple[str, str]]:
     stack: List[Tuple[Any, str]] = [(obj, path)]
     while stack:
         item, where = stack.pop()
-        if isinstance(item, dict):
-            for key, val in reversed(list(item.items())):
-                if not isinstance(key, str):
-                    return where, f"a key of type {type(key).__name__} (keys must be strings)"
-                sub = f"{where}.{_show(key)}" if where else _show(key)
-                problem = _scalar_problem(key)
-                if problem is not None:
-                    return where, f"key {problem}"
-                stack.append((val, sub))
-        elif isinstance(item, (list, tuple)):
-            stack.extend((val, f"{where}[{i}]") for i, val in reversed(list(enumerate(item))))
-        else:
-            problem = _scalar_problem(item)
+        is_map = isinstance(item, dict)
+        if not is_map and not isinstance(item, (list, tuple)):
+            problem = None if _fine(item) else _scalar_problem(item)
             if problem is not None:
                 return where, problem
+            continue
+        for key, val in (item.items() if is_map else enumerate(item)):
+            if is_map and not (type(key) is str and key.isascii()):
+                problem = _key_problem(key)
+                if problem is not None:
+                    return where, problem
+            if _fine(val):
+                continue
+            if is_map:
+                sub = f"{where}.{_show(str(key))}" if where else _show(str(key))
+            else:
+                sub = f"{where}[{key}]"
+            if isinstance(val, (dict, list, tuple)):
+                stack.append((val, sub))
+                continue
+            problem = _scalar_problem(val)
+            if problem is not None:
+                return sub, problem
     return None
 
 
