@@ -19,6 +19,11 @@ Binding: the task's core positions (0..n-1 on the node, as Slurm counts them) ar
 onto the CPUs this agent may really use (``sched_getaffinity``). If the node has fewer
 CPUs than Slurm said, positions wrap around (with one warning). The mask is set on the
 agent's own thread just before the fork, so the task starts bound, with no extra exec.
+
+What a task leaves behind when its main process exits is ended as by a local executor
+(:class:`~..partition.executor.Leftovers`: SIGTERM to its group at once, SIGKILL after
+``--kill-grace``, a ``/proc`` sweep for processes with the task's mark), unless
+``--keep-task-children``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from ..partition.environment import TASK_MARK
+from ..partition.executor import Leftovers
 from ..protocol.batch import BatchSender
 from ..protocol.codec import DecodeError, decode_batch
 from ..protocol.heartbeat import LOST_AFTER_BEATS, HeartbeatWatcher
@@ -67,9 +74,14 @@ class Agent:
     """One node's agent; :meth:`run` serves the partition at ``address`` until stopped."""
 
     def __init__(self, address: str, node: str, heartbeat: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, kill_grace: float = 10.0,
+                 keep_children: bool = False) -> None:
         self.address = address
         self.node = node
+        self.kill_grace = kill_grace
+        self.keep_children = keep_children
+        self.leftovers: Optional[Leftovers] = None  # made in run(): it needs the loop
+        self.marks: Dict[Key, str] = {}  # the running tasks' TASK_MARK
         try:
             self.cpus = sorted(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - not Linux
@@ -159,6 +171,11 @@ class Agent:
             return
         pidfd = os.pidfd_open(proc.pid)
         self.procs[key] = (proc, pidfd)
+        mark = msg.env.get(TASK_MARK)
+        if mark:
+            self.marks[key] = mark
+            if self.leftovers is not None:
+                self.leftovers.started(mark)
         asyncio.get_running_loop().add_reader(pidfd, self._reap, key)
         self._send(StartedMsg(list(key), proc.pid, None, cpus))
 
@@ -212,6 +229,9 @@ class Agent:
             return
         asyncio.get_running_loop().remove_reader(pidfd)
         os.close(pidfd)
+        mark = self.marks.pop(key, None)
+        if self.leftovers is not None:  # the exit is reported at once; the leftovers end meanwhile
+            self.leftovers.ended(proc.pid, mark)
         code = os.waitstatus_to_exitcode(status)
         proc.returncode = code
         del self.procs[key]
@@ -240,6 +260,8 @@ class Agent:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self._done = asyncio.Event()
+        if not self.keep_children:
+            self.leftovers = Leftovers(loop, self.kill_grace)
         sock = connect_dealer(async_context(), self.address, f"agent:{self.node}:{os.getpid()}")
         self.sender = BatchSender(sock, PARTITION, loop)
         self._send(AgentHelloMsg(self.node, PROTOCOL_VERSION, self.cpus, self.gpus, os.getpid()))
@@ -251,6 +273,8 @@ class Agent:
         if self._stopping and not self.procs:
             self._done.set()
         await self._done.wait()
+        if self.leftovers is not None:
+            self.leftovers.close()
         self.sender.flush()
         receiver.cancel()
         self.watcher.close()
@@ -265,6 +289,9 @@ def _arguments(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--node", default=socket.gethostname(), help="this node's name in the allocation")
     parser.add_argument("--heartbeat", type=float, default=1.0)
     parser.add_argument("--log", default=None, help="log file")
+    parser.add_argument("--kill-grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL")
+    parser.add_argument("--keep-task-children", action="store_true",
+                        help="leave running the processes a task started when it ends")
     return parser.parse_args(argv)
 
 
@@ -277,7 +304,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     _log.addHandler(handler)
     _log.setLevel(logging.INFO)
     try:
-        return asyncio.run(Agent(args.address, args.node, args.heartbeat).run())
+        return asyncio.run(Agent(args.address, args.node, args.heartbeat, kill_grace=args.kill_grace,
+                                 keep_children=args.keep_task_children).run())
     finally:
         _log.removeHandler(handler)
         handler.close()

@@ -131,7 +131,8 @@ class AgentExecutor(Executor):
 
     def _spawn(self, node: str, logdir: str) -> Optional[subprocess.Popen]:
         argv = [sys.executable, "-m", "qcg_pilotjob.launcher.agent", "--address", self.address, "--node", node,
-                "--heartbeat", str(self.watcher.interval), "--log", os.path.join(logdir, f"{node}.log")]
+                "--heartbeat", str(self.watcher.interval), "--log", os.path.join(logdir, f"{node}.log"),
+                "--kill-grace", str(self.kill_grace), *(["--keep-task-children"] if self.keep_children else [])]
         cmd = step_command(node, argv, name=agent_step_name(node), unbuffered=True, oversubscribe=True,
                            extra=self.srun_extra)
         with open(os.path.join(logdir, f"{node}.srun.log"), "wb") as err:

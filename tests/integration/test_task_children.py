@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import psutil
 import pytest
 
 from qcg.pilotjob.api.job import Jobs
+from qcg_pilotjob.partition.environment import TASK_MARK
+from qcg_pilotjob.protocol.codec import encode_batch
+from qcg_pilotjob.protocol.messages import AgentHelloMsg, AgentStopMsg, ExitMsg, RunMsg
 from tests.conftest import wait_for
 from tests.integration.conftest import wait_state
+from tests.integration.test_agent_loops import AgentPeer
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +106,61 @@ def test_keep_task_children_leaves_them_running(local, tmp_path, children):
     escaped = run_task(manager, tmp_path, "escaped", SETSID_CHILD, children)
     manager.finish()  # a sweep due would run now, and pending kills happen now
     assert alive(group) and alive(escaped)
+
+
+# ---- a node agent (the same ending, in launcher/agent.py) -----------------------------------------
+def _agent(tmp_path, peer, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "qcg_pilotjob.launcher.agent", "--address",
+                             f"tcp://127.0.0.1:{peer.port}", "--node", "n0", "--log", str(tmp_path / "agent.log"),
+                             *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _agent_task(peer, tmp_path, step: int, script: str, children: list) -> int:
+    """Run ``script`` through the agent as task ``t:step`` marked ``agentrun:step``; wait for its
+    exit (code 0) and return the pid its child wrote."""
+    wd = tmp_path / f"t{step}"
+    peer.send(encode_batch([RunMsg(["t", step], ["bash", "-c", script], str(wd), {TASK_MARK: f"agentrun:{step}"},
+                                   None, None, None, None)]))
+    assert peer.wait(ExitMsg, lambda m: m.key == ["t", step]).code == 0
+    pid = int((wd / "child.pid").read_text())
+    children.append(pid)
+    return pid
+
+
+@pytest.mark.timeout(60)
+def test_agent_ends_what_its_tasks_leave_behind(tmp_path, children):
+    peer = AgentPeer()
+    proc = _agent(tmp_path, peer, "--kill-grace", "3")
+    try:
+        peer.wait(AgentHelloMsg)
+        group = _agent_task(peer, tmp_path, 1, STUBBORN_CHILD, children)
+        escaped = _agent_task(peer, tmp_path, 2, STUBBORN_SETSID_CHILD, children)
+        assert alive(group) and alive(escaped)  # the exits came first: the SIGKILLs are 3 s away
+        wait_for(lambda: not alive(group) and not alive(escaped), timeout=2 + 3 + 5, what="the children killed")
+        short = _agent_task(peer, tmp_path, 3, SETSID_CHILD, children)
+        peer.send(encode_batch([AgentStopMsg()]))  # a sweep that was due runs before the agent exits
+        assert proc.wait(timeout=20) == 0
+        assert not alive(short)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        peer.close()
+
+
+@pytest.mark.timeout(60)
+def test_agent_keeps_task_children_when_told(tmp_path, children):
+    peer = AgentPeer()
+    proc = _agent(tmp_path, peer, "--kill-grace", "1", "--keep-task-children")
+    try:
+        peer.wait(AgentHelloMsg)
+        group = _agent_task(peer, tmp_path, 1, GROUP_CHILD, children)
+        escaped = _agent_task(peer, tmp_path, 2, SETSID_CHILD, children)
+        peer.send(encode_batch([AgentStopMsg()]))
+        assert proc.wait(timeout=20) == 0
+        assert alive(group) and alive(escaped)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        peer.close()
