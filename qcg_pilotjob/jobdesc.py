@@ -43,8 +43,9 @@ MODELS = ("default", "threads", "openmp", "srunmpi", "openmpi", "intelmpi")
 ITERATION_SCHEDULERS = ("maximum-iters", "split-into")
 #: Upper bound on iterations of one job (protects the service's memory).
 MAX_ITERATIONS = 10_000_000
-#: Upper bound on the tasks (iterations of all its jobs) of one submit request.
+#: Upper bounds on the tasks (iterations of all its jobs) and the jobs of one submit request.
 MAX_TASKS_PER_SUBMIT = 1_000_000
+MAX_JOBS_PER_SUBMIT = 100_000
 #: Upper bound on ``wt``, in seconds (ten years).
 MAX_WALLTIME = 10 * 365 * 86400
 

@@ -14,7 +14,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..errors import JobDescriptionError, RequestError
-from ..jobdesc import MAX_TASKS_PER_SUBMIT, JobDescription, check_values, validate_job_name
+from ..jobdesc import MAX_JOBS_PER_SUBMIT, MAX_TASKS_PER_SUBMIT, JobDescription, check_values, validate_job_name
 from ..partition.scheduler import unfit_reason
 from ..variables import has_unknown_variable, substitute, substitute_tree
 from . import views
@@ -132,6 +132,9 @@ class Requests:
         jobs = req.get("jobs")
         if not isinstance(jobs, list) or not jobs:
             return error("Wrong submit request - missing jobs data")
+        if len(jobs) > MAX_JOBS_PER_SUBMIT:
+            return error(f"Wrong submit request - one submit may hold at most {MAX_JOBS_PER_SUBMIT} jobs, "
+                         f"not {len(jobs)}")
         base_vars = self._submit_vars()
         descs: List[JobDescription] = []
         names: Set[str] = set()

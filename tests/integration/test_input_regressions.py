@@ -11,7 +11,7 @@ from typing import Any, Dict, List
 import msgpack
 import pytest
 
-from qcg_pilotjob.jobdesc import MAX_TASKS_PER_SUBMIT
+from qcg_pilotjob.jobdesc import MAX_JOBS_PER_SUBMIT, MAX_TASKS_PER_SUBMIT
 from tests.conftest import FINISH, service_cmd, submit, wait_for
 from tests.integration.test_netiface import Service
 
@@ -140,6 +140,14 @@ def test_regression_ten_million_iterations(net):
     jobs = [_job("first"), {**_job("h1"), "iteration": {"stop": half}}, {**_job("h2"), "iteration": {"stop": half}}]
     reply = _ask(net, {"request": "submit", "jobs": jobs})
     assert reply["code"] == 1 and reply["message"].startswith("job 'h2': "), reply
+    _after_bad_the_service_works(net)
+
+
+def test_regression_many_jobs_in_one_submit(net):
+    jobs = [_job(f"j{i}") for i in range(MAX_JOBS_PER_SUBMIT + 1)]
+    reply = _ask(net, {"request": "submit", "jobs": jobs})
+    assert reply == {"code": 1, "message": f"Wrong submit request - one submit may hold at most "
+                                           f"{MAX_JOBS_PER_SUBMIT} jobs, not {MAX_JOBS_PER_SUBMIT + 1}"}
     _after_bad_the_service_works(net)
 
 

@@ -10,7 +10,7 @@ import msgpack
 import pytest
 
 from qcg_pilotjob.errors import ConfigError, JobDescriptionError
-from qcg_pilotjob.jobdesc import MAX_TASKS_PER_SUBMIT, MAX_WALLTIME, JobDescription
+from qcg_pilotjob.jobdesc import MAX_JOBS_PER_SUBMIT, MAX_TASKS_PER_SUBMIT, MAX_WALLTIME, JobDescription
 from qcg_pilotjob.protocol import checks, wire
 from qcg_pilotjob.protocol.wire import (
     MAX_DEPTH,
@@ -156,6 +156,17 @@ def test_regression_tasks_per_submit(h, monkeypatch):
     assert h.front.jobs == {} and h.dispatched() == []  # all or nothing
     assert h.submit(job("b", iterations=half), job("c", iterations=half))["code"] == 0
     assert h.front.task_counts[h.front.jobs["b"].state] == 2 * half
+
+
+def test_regression_jobs_per_submit(h, monkeypatch):
+    assert MAX_JOBS_PER_SUBMIT == 100_000
+    resp = h.submit(*[job(f"j{i}") for i in range(MAX_JOBS_PER_SUBMIT + 1)])
+    assert resp == {"code": 1, "message": f"Wrong submit request - one submit may hold at most "
+                                          f"{MAX_JOBS_PER_SUBMIT} jobs, not {MAX_JOBS_PER_SUBMIT + 1}"}
+    monkeypatch.setattr("qcg_pilotjob.front.requests.MAX_JOBS_PER_SUBMIT", 3)
+    assert h.submit(job("a"), job("b"), job("c"), job("d"))["code"] == 1
+    assert h.front.jobs == {}
+    assert h.submit(job("a"), job("b"), job("c"))["code"] == 0
 
 
 # ---- request files -------------------------------------------------------------------------------
