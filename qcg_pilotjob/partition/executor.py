@@ -96,10 +96,19 @@ class Leftovers:
                 self._sweep = self.loop.call_at(when, self.sweep)
 
     def _kill_group(self, pgid: int) -> None:
-        if pgid in self.groups:
-            self.groups.discard(pgid)
+        """SIGKILL what is left of the group, unless its number went to a new process: while
+        a group has members its id is no process's pid; once a process has it, the task's
+        group ended and ``pgid`` may name someone else's (often a newer task's)."""
+        if pgid not in self.groups:
+            return
+        self.groups.discard(pgid)
+        try:
+            os.kill(pgid, 0)
+        except ProcessLookupError:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
+        except PermissionError:
+            pass
 
     def sweep(self) -> int:
         """SIGTERM every process marked by a task of this executor that runs no more

@@ -114,3 +114,23 @@ def test_option_reaches_partitions():
     assert "--keep-task-children" in args
     assert "--keep-task-children" not in partition_args(ServiceConfig(nodes="2", governor=True).validate(),
                                                         "p0", nodes, "tcp://x:1", "/wd", "/aux", None)
+
+
+def test_group_kill_spares_a_new_process_with_the_leaders_pid(monkeypatch):
+    """The leader was reaped: if a process has its pid now, the task's group ended and the
+    number is not SIGKILLed; if none has it, what is left of the group is."""
+    killed: List[int] = []
+    monkeypatch.setattr(executor_mod.os, "killpg", lambda pgid, sig: killed.append(pgid))
+    live = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    gone = subprocess.Popen(["true"], start_new_session=True)
+    gone.wait()
+    try:
+        left = Leftovers(FakeLoop(), 1.0)  # type: ignore[arg-type]
+        left.groups.update({live.pid, gone.pid})
+        left._kill_group(live.pid)
+        left._kill_group(gone.pid)
+        left._kill_group(gone.pid)  # once only
+        assert killed == [gone.pid] and left.groups == set()
+    finally:
+        live.kill()
+        live.wait()
