@@ -34,7 +34,12 @@ def main():
     m.submit(jobs)
     summary["states"] = m.wait4(["group", "setsid"], timeout=60)
     pids = {n: int(open(os.path.join(WD, n, "child.pid")).read()) for n in ("group", "setsid")}
-    summary["gone"] = until(lambda: not any(alive(p) for p in pids.values()), 15, "the children gone")
+    try:
+        summary["gone"] = until(lambda: not any(alive(p) for p in pids.values()), 15, "the children gone")
+    finally:
+        for pid in pids.values():  # a failed test leaves nothing behind either
+            if alive(pid):
+                os.kill(pid, 9)
     m.finish()
     summary["finished"] = True
 '''
