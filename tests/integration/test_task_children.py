@@ -108,6 +108,19 @@ def test_keep_task_children_leaves_them_running(local, tmp_path, children):
     assert alive(group) and alive(escaped)
 
 
+@pytest.mark.parametrize("keep", [False, True], ids=["default", "keep"])
+def test_governor_partitions_end_or_keep_children(local, tmp_path, children, keep):
+    """The option reaches partition managers a governor starts."""
+    args = ["--wd", str(tmp_path), "--nodes", "1,1", "--slurm-partition-nodes", "1", "--kill-grace", "30"]
+    manager = local(*args, *(["--keep-task-children"] if keep else []))
+    escaped = run_task(manager, tmp_path, "escaped", SETSID_CHILD, children)
+    if keep:
+        manager.finish()  # the partitions stopped: a sweep due would have run
+        assert alive(escaped)
+    else:
+        wait_for(lambda: not alive(escaped), timeout=2 + 5, what="the escaped child gone")
+
+
 # ---- a node agent (the same ending, in launcher/agent.py) -----------------------------------------
 def _agent(tmp_path, peer, *args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "qcg_pilotjob.launcher.agent", "--address",
