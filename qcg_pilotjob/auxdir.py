@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from typing import List
 
 __all__ = ["AUX_PREFIX", "PRIVATE_DIR_MODE", "PRIVATE_FILE_MODE", "aux_dir", "aux_dirs_below", "instance_of",
@@ -67,6 +68,9 @@ def open_private_fd(path: str, mode: str = "a") -> int:
     """A raw file descriptor of ``path`` opened for appending (``"a"``) or rewriting
     (``"w"``), the file made 0600 whatever the umask (also a file an older run left)."""
     fd = os.open(path, _FLAGS[mode] | os.O_CLOEXEC, PRIVATE_FILE_MODE)
-    with contextlib.suppress(PermissionError):  # not ours (an odd --report-file): write to it as it is
-        os.fchmod(fd, PRIVATE_FILE_MODE)
+    # only a regular file (a --report-file of /dev/stdout keeps its mode); one that is not
+    # ours (an odd --report-file) is written to as it is
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        with contextlib.suppress(PermissionError):
+            os.fchmod(fd, PRIVATE_FILE_MODE)
     return fd

@@ -214,3 +214,16 @@ def test_service_log_first_line_fails_cleanly(tmp_path: Any, monkeypatch: Any) -
     with pytest.raises(OSError):
         open_service_log(path, "first", "info")
     assert os.path.getsize(path) == 0
+
+
+def test_only_regular_files_are_made_private(tmp_path: Any) -> None:
+    """``--report-file /dev/stdout`` (or /dev/null) must not change the device's mode."""
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo, 0o644)
+    os.chmod(fifo, 0o644)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        os.close(open_private_fd(fifo, "a"))
+    finally:
+        os.close(reader)
+    assert stat.S_IMODE(os.stat(fifo).st_mode) == 0o644
