@@ -20,7 +20,7 @@ from ..protocol.messages import CancelMsg, ForgetMsg, Message, NodeLostMsg, Stop
 from ..resources import ResourcePool
 from ..states import JobState
 from .dependencies import Dependencies, Released
-from .journal import Journal, Replay
+from .journal import Journal, Replay, replayable_jobs
 from .links import PartitionLink, end_left_running
 from .registry import JobRecord
 from .reports import LineWriter, format_report
@@ -140,22 +140,26 @@ class Front:
 
     # ==== jobs ==================================================================================
     def submit(self, descs: List[JobDescription]) -> None:
-        """Register checked, uniquely named jobs (journalled first)."""
+        """Register checked, uniquely named jobs (journalled first); all or nothing."""
+        records = self._new_records(descs)  # may raise (MemoryError): nothing changed yet
         self.journal.record("submit", jobs=[d.raw for d in descs])
-        self.register(descs)
+        self._add(records)
+
+    def _new_records(self, descs: List[JobDescription]) -> List[JobRecord]:
+        now = time.time()
+        return [JobRecord(desc, now, self.job_seq + i) for i, desc in enumerate(descs)]
 
     def register(self, descs: List[JobDescription], restored: Optional[Restored] = None) -> None:
         """Add jobs and release those whose dependencies are met."""
-        now = time.time()
-        records = []
-        for desc in descs:
-            job = JobRecord(desc, now, self.job_seq)
-            self.job_seq += 1
-            self.jobs[desc.name] = job
+        self._add(self._new_records(descs), restored)
+
+    def _add(self, records: List[JobRecord], restored: Optional[Restored] = None) -> None:
+        self.job_seq += len(records)
+        for job in records:
+            self.jobs[job.name] = job
             self.job_counts[JobState.QUEUED] += 1
             self.task_counts[JobState.QUEUED] += job.total
             self.active_jobs += 1
-            records.append(job)
         if restored:
             for job in records:
                 self._restore(job, restored)
@@ -474,8 +478,7 @@ class Front:
         count = 0
         for kind, items, finals in replay.steps:
             if kind == "submit":
-                descs = [JobDescription.from_dict(raw) for raw in items]
-                descs = [d for d in descs if d.name not in self.jobs]
+                descs = [d for d in replayable_jobs(items) if d.name not in self.jobs]
                 self.register(descs, restored=finals)
                 count += len(descs)
             else:

@@ -13,15 +13,19 @@ resume does not run a task again whose end was handled). See ``docs/reliability.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..auxdir import AUX_PREFIX, aux_dirs_below
 from ..errors import ResumeError
+from ..jobdesc import JobDescription
 from .reports import LineWriter
 
-__all__ = ["JOURNAL_NAME", "Journal", "Replay", "find_aux_dir", "read_journal"]
+__all__ = ["JOURNAL_NAME", "Journal", "Replay", "find_aux_dir", "read_journal", "replayable_jobs"]
+
+_log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "journal.jsonl"
 
@@ -54,6 +58,19 @@ class Replay:
     config: Dict[str, Any] = field(default_factory=dict)
     #: tasks that were started and have no final record: (job, iteration) -> (pid, start time)
     running: Dict[Tuple[str, Optional[int]], Tuple[int, float]] = field(default_factory=dict)
+
+
+def replayable_jobs(items: List[Any]) -> List[JobDescription]:
+    """The journalled job descriptions of a submit this version accepts; one it rejects
+    (e.g. a value an older version let through) is logged and left out."""
+    out = []
+    for raw in items:
+        try:
+            out.append(JobDescription.from_dict(raw))
+        except Exception as exc:
+            name = raw.get("name") if isinstance(raw, dict) else None
+            _log.error("resume: job %r from the journal is left out: %s", name, exc)
+    return out
 
 
 def find_aux_dir(path: str) -> str:
