@@ -36,6 +36,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Set
 
+from ..auxdir import make_private_dir, open_private_fd
 from ..protocol.batch import BatchSender
 from ..protocol.codec import DecodeError, decode_batch
 from ..protocol.heartbeat import LOST_AFTER_BEATS, HeartbeatWatcher
@@ -122,7 +123,7 @@ class AgentExecutor(Executor):
         if self.sock is None:
             self.open_channel()
         logdir = os.path.join(os.path.dirname(self.hostfile_dir), "agents")
-        os.makedirs(logdir, exist_ok=True)
+        make_private_dir(logdir)
         for node in self.node_names:
             self.expect(node, self._spawn(node, logdir))
         missing = await self.wait_hellos(timeout)
@@ -135,7 +136,7 @@ class AgentExecutor(Executor):
                 "--kill-grace", str(self.kill_grace), *(["--keep-task-children"] if self.keep_children else [])]
         cmd = step_command(node, argv, name=agent_step_name(node), unbuffered=True, oversubscribe=True,
                            extra=self.srun_extra)
-        with open(os.path.join(logdir, f"{node}.srun.log"), "wb") as err:
+        with os.fdopen(open_private_fd(os.path.join(logdir, f"{node}.srun.log"), "w"), "wb") as err:
             try:
                 return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
             except OSError as exc:

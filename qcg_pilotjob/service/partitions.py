@@ -21,6 +21,7 @@ import subprocess
 import sys
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from ..auxdir import make_private_dir, open_private_fd
 from ..front.links import PartitionLink, Stopper
 from ..processes import end_process_groups, kill_process
 from ..protocol.messages import RegisterMsg
@@ -80,7 +81,7 @@ class PartitionProcess:
             os.set_inheritable(self.lifeline, False)
             args = [*args, "--lifeline-fd", str(life_r)]
             fds.append(life_r)
-        with open(self.stderr_path, "wb") as err:
+        with os.fdopen(open_private_fd(self.stderr_path, "w"), "wb") as err:
             try:
                 self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                              stderr=err, pass_fds=tuple(fds))
@@ -156,7 +157,7 @@ def spawn_partitions(loop: asyncio.AbstractEventLoop, cfg: ServiceConfig, nodes:
     for i, group in enumerate(groups):
         name = f"partition-{i}"
         part_aux = os.path.join(aux, name)
-        os.makedirs(part_aux, exist_ok=True)
+        make_private_dir(part_aux)
         args = partition_args(cfg, name, group, address, wd, part_aux, launcher)
         if launcher is not None:
             args = step_command(group[0].name, args, name=name, unbuffered=True)
