@@ -13,6 +13,18 @@ from typing import Any, Callable, Dict, List, Optional
 import pytest
 
 
+def secure_as_owner(sock: Any, address: str) -> None:
+    """Give a raw test socket the run's client keys, as the owner's clients find them (the
+    service writes them to ~/.qcg-pilotjob/ by address); a service run with --insecure-net
+    has none."""
+    from qcg_pilotjob.keys import find_keys
+    from qcg_pilotjob.protocol.transport import secure_client
+
+    keys = find_keys(address, environ={})
+    if keys is not None:
+        secure_client(sock, keys)
+
+
 def wait_for(cond: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, what: str = "condition") -> Any:
     """Poll ``cond`` until it returns a truthy value or ``timeout`` passes (then fail)."""
     deadline = time.monotonic() + timeout

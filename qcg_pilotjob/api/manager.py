@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Union
 
 import zmq
 
+from ..keys import find_keys
 from ..protocol.transport import connect_requester, connect_subscriber, parse_address, sync_context
 from ..protocol.wire import decode_reply, encode_request
 from . import errors
@@ -64,6 +65,9 @@ class Manager:
         if self._encoding not in ("msgpack", "json"):
             raise errors.WrongArgumentsError("cfg['encoding'] must be 'msgpack' or 'json'")
         self._ctx = sync_context()
+        # the run's client keys: from the aux dir (LocalManager), the user's key directory
+        # (found by address) or the environment (a task of the service)
+        self._keys = find_keys(self._address, getattr(self, "aux_dir", None))
         self._sock: Optional[zmq.Socket] = None
         self._sub: Optional[zmq.Socket] = None
         self._connect()
@@ -80,11 +84,11 @@ class Manager:
             self._log_handler = handler
 
     def _connect(self) -> None:
-        self._sock = connect_requester(self._ctx, self._address, self._timeout_ms)
+        self._sock = connect_requester(self._ctx, self._address, self._timeout_ms, self._keys)
         status = self.system_status().get("System", {})
         pub = status.get("StatusPublisher")
         if pub:
-            self._sub = connect_subscriber(self._ctx, pub, ("IFI", "JFI", "NOJ"))
+            self._sub = connect_subscriber(self._ctx, pub, ("IFI", "JFI", "NOJ"), self._keys)
         _log.info("connected to %s @ %s (events: %s)", status.get("InstanceId"), self._address, pub)
 
     def _send(self, request: Dict[str, Any]) -> Dict[str, Any]:

@@ -16,6 +16,8 @@ import time
 from .. import __version__
 from ..auxdir import aux_dir, make_private_dir
 from ..errors import ConfigError
+from ..keys import ENV as KEYS_ENV
+from ..keys import find_keys
 from ..resources import ResourcePool, local_nodes, parse_nodes_spec
 from ..service.config import ServiceConfig
 from ..service.logs import close_service_log, open_service_log
@@ -45,8 +47,13 @@ def run_partition(cfg: ServiceConfig) -> int:
         raise ConfigError(f"cannot create the partition's directory {aux}: {exc.strerror}") from None
     path = os.path.join(aux, "service.log")
     slurm = cfg.launcher in ("agents", "srun")
+    # the governor's run keys: from the environment of a partition it started, else from the
+    # user's key directory (a partition started by hand); none: a governor with --insecure-net
+    keys = find_keys(cfg.parent)
+    if keys is not None:
+        os.environ[KEYS_ENV] = keys.client_text()  # its tasks and agents inherit them
     remote = RemotePartition(
-        pid_name, cfg.parent, pool, lifeline_fd=cfg.lifeline_fd, dry_run=cfg.dry_run,
+        pid_name, cfg.parent, pool, lifeline_fd=cfg.lifeline_fd, dry_run=cfg.dry_run, keys=keys,
         launcher=cfg.launcher or "local",
         deadline=job_end_time(os.environ["SLURM_JOB_ID"]) if slurm and os.environ.get("SLURM_JOB_ID") else None,
         executor_options={"root_wd": wd, "aux_dir": aux,

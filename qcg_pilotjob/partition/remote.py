@@ -20,6 +20,7 @@ import socket
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ResourceError
+from ..keys import RunKeys
 from ..lifeline import watch_lifeline
 from ..protocol.batch import BatchSender
 from ..protocol.codec import DecodeError, decode_batch
@@ -49,7 +50,7 @@ class RemotePartition:
     def __init__(self, partition_id: str, parent: str, pool: ResourcePool, *,
                  executor_options: Dict[str, Any], lifeline_fd: Optional[int] = None,
                  register_timeout: float = 60.0, dry_run: bool = False, launcher: str = "local",
-                 deadline: Optional[float] = None) -> None:
+                 deadline: Optional[float] = None, keys: Optional[RunKeys] = None) -> None:
         self.id = partition_id
         self.parent = parent
         self.pool = pool
@@ -59,6 +60,7 @@ class RemotePartition:
         self.dry_run = dry_run
         self.launcher = launcher
         self.deadline = deadline
+        self.keys = keys
         self.guard = FrameGuard(_log, "partition")
         self._stopped = asyncio.Event()
         self._stop_reason: List[str] = []
@@ -81,7 +83,8 @@ class RemotePartition:
         loop = asyncio.get_running_loop()
         # a routing id of its own: a ROUTER drops a peer whose routing id is taken, so a
         # duplicate --id would never hear the governor's refusal
-        self.sock = connect_dealer(async_context(), self.parent, f"{self.id}:{socket.gethostname()}:{os.getpid()}")
+        self.sock = connect_dealer(async_context(), self.parent, f"{self.id}:{socket.gethostname()}:{os.getpid()}",
+                                   self.keys)
         self.sender = BatchSender(self.sock, GOVERNOR)
         manager = self.manager = PartitionManager(
             loop, self.pool, self._send, executor_options=self.executor_options, partition_id=self.id,

@@ -117,9 +117,11 @@ def _bind(sock: zmq.Socket[Any], host: str, port: Optional[int], port_min: int,
 
 
 def _bound(ctx: zmq.asyncio.Context, kind: int, host: str, port: Optional[int], port_min: int,
-           port_max: int) -> Tuple[zmq.asyncio.Socket, str]:
+           port_max: int, keys: Optional[RunKeys] = None) -> Tuple[zmq.asyncio.Socket, str]:
     sock = ctx.socket(kind)
     _server_options(sock)
+    if keys is not None:
+        secure_server(sock, keys)
     try:
         bound = _bind(sock, host, port, port_min, port_max)
     except zmq.ZMQError:
@@ -129,20 +131,22 @@ def _bound(ctx: zmq.asyncio.Context, kind: int, host: str, port: Optional[int], 
 
 
 def bind_request_server(ctx: zmq.asyncio.Context, host: str = "*", port: Optional[int] = None,
-                        port_min: int = 2222, port_max: int = 9999) -> Tuple[zmq.asyncio.Socket, str]:
+                        port_min: int = 2222, port_max: int = 9999, keys: Optional[RunKeys] = None
+                        ) -> Tuple[zmq.asyncio.Socket, str]:
     """A ROUTER socket that answers REQ clients (and partitions' or agents' DEALERs);
-    returns it and its external address."""
-    return _bound(ctx, zmq.ROUTER, host, port, port_min, port_max)
+    returns it and its external address. With ``keys`` it is a CURVE server."""
+    return _bound(ctx, zmq.ROUTER, host, port, port_min, port_max, keys)
 
 
 def bind_publisher(ctx: zmq.asyncio.Context, host: str = "*", port: Optional[int] = None,
-                   port_min: int = 2222, port_max: int = 9999) -> Tuple[zmq.asyncio.Socket, str]:
+                   port_min: int = 2222, port_max: int = 9999, keys: Optional[RunKeys] = None
+                   ) -> Tuple[zmq.asyncio.Socket, str]:
     """A PUB socket for status events; returns it and its external address."""
-    return _bound(ctx, zmq.PUB, host, port, port_min, port_max)
+    return _bound(ctx, zmq.PUB, host, port, port_min, port_max, keys)
 
 
-def connect_requester(ctx: zmq.Context[Any], address: str, timeout_ms: Optional[int] = None
-                      ) -> zmq.Socket[Any]:
+def connect_requester(ctx: zmq.Context[Any], address: str, timeout_ms: Optional[int] = None,
+                      keys: Optional[RunKeys] = None) -> zmq.Socket[Any]:
     """A REQ socket to a service. With ``timeout_ms`` a send or receive that takes longer
     raises ``zmq.Again``; the socket may then be used again (REQ_RELAXED)."""
     sock: zmq.Socket[Any] = ctx.socket(zmq.REQ)
@@ -152,21 +156,27 @@ def connect_requester(ctx: zmq.Context[Any], address: str, timeout_ms: Optional[
     if timeout_ms is not None:
         sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
         sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
+    if keys is not None:
+        secure_client(sock, keys)
     sock.connect(address)
     return sock
 
 
-def connect_subscriber(ctx: zmq.Context[Any], address: str, topics: Iterable[str]) -> zmq.Socket[Any]:
+def connect_subscriber(ctx: zmq.Context[Any], address: str, topics: Iterable[str],
+                       keys: Optional[RunKeys] = None) -> zmq.Socket[Any]:
     sock: zmq.Socket[Any] = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, _HWM)
+    if keys is not None:
+        secure_client(sock, keys)
     for topic in topics:
         sock.setsockopt_string(zmq.SUBSCRIBE, topic)
     sock.connect(address)
     return sock
 
 
-def connect_dealer(ctx: zmq.asyncio.Context, address: str, identity: str) -> zmq.asyncio.Socket:
+def connect_dealer(ctx: zmq.asyncio.Context, address: str, identity: str, keys: Optional[RunKeys] = None
+                   ) -> zmq.asyncio.Socket:
     """A DEALER to a ROUTER peer: a partition's to its governor, a node agent's to its
     partition; ``identity`` names it in the peer's ROUTER."""
     sock = ctx.socket(zmq.DEALER)
@@ -175,6 +185,8 @@ def connect_dealer(ctx: zmq.asyncio.Context, address: str, identity: str) -> zmq
     sock.setsockopt(zmq.RCVHWM, _HWM)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_SIZE)
     sock.setsockopt(zmq.ROUTING_ID, identity.encode())
+    if keys is not None:
+        secure_client(sock, keys)
     sock.connect(address)
     return sock
 

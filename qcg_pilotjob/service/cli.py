@@ -63,6 +63,9 @@ __all__ = ["cli", "main"]
               help="seconds between SIGTERM and SIGKILL when a task is cancelled or exceeds its wall time")
 @click.option("--net-host", help="address to listen on for the network interface: default loopback outside a Slurm "
                                 "allocation and the node's own address inside one; * for every interface")
+@click.option("--insecure-net", is_flag=True,
+              help="turn off the authentication of the network interface (for clients that cannot do CURVE, "
+                   "such as QCG-PilotJob 0.14's own); anyone who reaches it can run commands as you")
 @click.option("--keep-task-children", is_flag=True, help="leave running the processes a task started when it ends")
 @click.option("--dry-run", is_flag=True, hidden=True)
 @click.option("--heartbeat", type=float, default=1.0, hidden=True)
@@ -76,7 +79,7 @@ def cli(**kw: Any) -> None:
     tags: List[str] = [t.strip() for t in (kw["tags"] or "").split(",") if t.strip()]
     cfg = ServiceConfig(
         net=kw["net"], net_port=kw["net_port"], net_port_min=kw["net_port_min"], net_port_max=kw["net_port_max"],
-        net_host=kw["net_host"],
+        net_host=kw["net_host"], insecure_net=kw["insecure_net"],
         file=kw["file_"], file_path=kw["file_path"], wd=kw["wd"], envschema=kw["envschema"],
         resources=kw["resources"], report_format=kw["report_format"], report_file=kw["report_file"],
         nodes=kw["nodes"], log=kw["log"].lower(), system_core=kw["system_core"], disable_nl=kw["disable_nl"],

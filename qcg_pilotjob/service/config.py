@@ -26,6 +26,7 @@ class ServiceConfig:
     net_port_min: Optional[int] = None   # None: 2222, and --net not implied
     net_port_max: Optional[int] = None   # None: 9999, and --net not implied
     net_host: Optional[str] = None      # None: loopback, or the node's address inside Slurm
+    insecure_net: bool = False          # no CURVE: anyone who reaches the interface may use it
     file: bool = False
     file_path: Optional[str] = None
     wd: str = "."

@@ -27,6 +27,7 @@ from ..protocol.wire import WireError, decode_request, encode_reply
 
 if TYPE_CHECKING:
     from ..front.core import Front
+    from ..keys import RunKeys
 
 __all__ = ["EventPublisher", "NetInterface"]
 
@@ -36,8 +37,8 @@ _log = logging.getLogger(__name__)
 class EventPublisher:
     """Publishes finished iterations and jobs; never blocks (drops if subscribers lag)."""
 
-    def __init__(self, host: str, port_min: int, port_max: int) -> None:
-        self.sock, self.address = bind_publisher(async_context(), host, None, port_min, port_max)
+    def __init__(self, host: str, port_min: int, port_max: int, keys: Optional[RunKeys] = None) -> None:
+        self.sock, self.address = bind_publisher(async_context(), host, None, port_min, port_max, keys)
 
     def publish(self, topic: str, data: Any) -> None:
         with contextlib.suppress(zmq.Again):
@@ -56,9 +57,10 @@ class NetInterface:
     """
 
     def __init__(self, front: Front, *, host: str = "*", port: Optional[int] = None, port_min: int = 2222,
-                 port_max: int = 9999, on_request: Optional[Callable[[], None]] = None) -> None:
+                 port_max: int = 9999, on_request: Optional[Callable[[], None]] = None,
+                 keys: Optional[RunKeys] = None) -> None:
         self.front = front
-        self.sock, self.address = bind_request_server(async_context(), host, port, port_min, port_max)
+        self.sock, self.address = bind_request_server(async_context(), host, port, port_min, port_max, keys)
         self.on_request = on_request
         #: governor mode: frames without an empty delimiter come from partition DEALERs
         self.partition_handler: Optional[Callable[[bytes, bytes], None]] = None

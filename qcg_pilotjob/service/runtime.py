@@ -35,12 +35,14 @@ from ..front.core import Front
 from ..front.hub import PartitionHub
 from ..front.journal import JOURNAL_NAME, Journal, Replay, find_aux_dir, read_journal
 from ..front.reports import FileImage, Flusher, LineWriter
+from ..keys import ENV as KEYS_ENV
+from ..keys import RunKeys, save_aux_keys, save_user_keys
 from ..lifeline import watch_lifeline
 from ..partition.manager import PartitionManager
 from ..protocol.batch import BatchSender
 from ..protocol.heartbeat import LOST_AFTER_BEATS
 from ..protocol.messages import ShutdownMsg
-from ..protocol.transport import listen_host
+from ..protocol.transport import async_context, listen_host, start_authenticator
 from ..resources import Node, ResourcePool, local_nodes, parse_nodes_spec
 from ..slurm.allocation import SlurmAllocation, in_slurm_allocation, job_end_time
 from .config import ServiceConfig
@@ -54,6 +56,11 @@ from .resume import recorded_config, resumed_config, stop_leftovers
 __all__ = ["Service", "StartupError", "load_requests"]
 
 _log = logging.getLogger("qcg_pilotjob.service")
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 class StartupError(Exception):
@@ -222,9 +229,10 @@ class Service:
         if not (cfg.net or cfg.governor):
             return
         lo, hi = cfg.net_port_min or 2222, cfg.net_port_max or 9999
+        keys = self._run_keys(stack)
         try:
             host = listen_host(self.slurm is not None, cfg.net_host)
-            net = NetInterface(self.front, host=host, port=cfg.net_port, port_min=lo, port_max=hi)
+            net = NetInterface(self.front, host=host, port=cfg.net_port, port_min=lo, port_max=hi, keys=keys)
         except zmq.ZMQError as exc:
             raise StartupError(f"cannot open the network interface (port {cfg.net_port or 'range'}): {exc}", 2) \
                 from None
@@ -232,10 +240,14 @@ class Service:
         stack.push_async_callback(net.close)
         stack.callback(self._remove_address)
         try:
-            publisher = EventPublisher(host, lo, hi)
+            publisher = EventPublisher(host, lo, hi, keys)
         except zmq.ZMQError as exc:
             raise StartupError(f"cannot open the status publisher: {exc}", 2) from None
         stack.callback(publisher.close)
+        if keys is not None:
+            save_aux_keys(self.aux_dir, keys)
+            user_keys = save_user_keys(net.address, keys)
+            stack.callback(_remove, user_keys)
         self.front.attach_publisher(publisher.publish, net.address, publisher.address)
         if cfg.governor:
             self.hub = PartitionHub(self.front, BatchSender(net.sock, "partitions"), heartbeat=cfg.heartbeat,
@@ -247,6 +259,21 @@ class Service:
                 self._write_address(net.address)
         net.start()
         _log.info("network interface at %s, status events at %s", net.address, publisher.address)
+
+    def _run_keys(self, stack: contextlib.AsyncExitStack) -> Optional[RunKeys]:
+        """This run's CURVE keys and the authenticator that admits only their owner; None
+        with ``--insecure-net`` (said on stderr and in the log)."""
+        if self.cfg.insecure_net:
+            text = ("--insecure-net: the network interface accepts anyone who can reach it; any such "
+                    "peer can run commands as this user")
+            _log.warning("%s", text)
+            sys.stderr.write(f"qcg-pm-service: warning: {text}\n")
+            return None
+        keys = RunKeys.new()
+        auth = start_authenticator(async_context(), keys)
+        stack.callback(auth.stop)
+        os.environ[KEYS_ENV] = keys.client_text()  # tasks, partitions and agents inherit it
+        return keys
 
     async def _start_partitions(self, stack: contextlib.AsyncExitStack) -> None:
         if not self.cfg.governor:

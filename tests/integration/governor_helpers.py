@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 import psutil
 import zmq
 
-from tests.conftest import wait_for
+from tests.conftest import secure_as_owner, wait_for
 
 
 # ---- helpers -------------------------------------------------------------------------------------
@@ -118,6 +118,7 @@ def _ask(address: str, request: Dict[str, Any]) -> Dict[str, Any]:
         sock = ctx.socket(zmq.REQ)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVTIMEO, 10_000)
+        secure_as_owner(sock, address)
         sock.connect(address)
         sock.send(json.dumps(request).encode())
         reply = json.loads(sock.recv())

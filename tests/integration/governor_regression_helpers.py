@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 import psutil
 import zmq
 
-from tests.conftest import wait_for
+from tests.conftest import secure_as_owner, wait_for
 from tests.integration.governor_helpers import _aux, _read
 
 __all__ = ["_aux", "_read"]  # (shared with the governor tests)
@@ -40,6 +40,7 @@ def _ask(address: str, request: Dict[str, Any], ok: bool = True) -> Dict[str, An
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVTIMEO, 10_000)
         sock.setsockopt(zmq.SNDTIMEO, 10_000)
+        secure_as_owner(sock, address)
         sock.connect(address)
         sock.send(json.dumps(request).encode())
         try:

@@ -15,7 +15,7 @@ import msgpack
 import pytest
 import zmq
 
-from tests.conftest import service_cmd, submit, wait_for
+from tests.conftest import secure_as_owner, service_cmd, submit, wait_for
 from tests.integration.governor_regression_helpers import (
     FINAL,
     _address,
@@ -135,6 +135,7 @@ class FakePartition:
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.ROUTING_ID, b"fake-peer")
+        secure_as_owner(self.sock, address)  # the fake partition holds the run's keys: it tests validation
         self.sock.connect(address)
 
     def send(self, payload: bytes) -> None:

@@ -12,7 +12,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from qcg_pilotjob.protocol.transport import MAX_MESSAGE_SIZE
-from tests.conftest import service_cmd, wait_for
+from tests.conftest import secure_as_owner, service_cmd, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +32,7 @@ class Service:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVTIMEO, RECV_MS)
         sock.setsockopt(zmq.SNDTIMEO, RECV_MS)
+        secure_as_owner(sock, self.address)
         sock.connect(self.address)
         self.sockets.append(sock)
         return sock

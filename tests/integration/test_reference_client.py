@@ -125,7 +125,9 @@ def test_reference_client_drives_our_service(refclient_python: str, tmp_path: An
     wd = str(tmp_path)
     addr_file = os.path.join(wd, ".qcgpjm-service-ref", "address")
     with open(os.path.join(wd, "service.out"), "w") as out, open(os.path.join(wd, "service.err"), "w") as err:
-        svc = subprocess.Popen(service_cmd("--net", "--nodes", "4", "--wd", wd, "--id", "ref", "--kill-grace", "1"),
+        # the reference client cannot do CURVE: the service runs without authentication
+        svc = subprocess.Popen(service_cmd("--net", "--insecure-net", "--nodes", "4", "--wd", wd, "--id", "ref",
+                                           "--kill-grace", "1"),
                                stdout=out, stderr=err)
     try:
         def address() -> str:
