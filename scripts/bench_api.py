@@ -6,6 +6,7 @@ median and p99 round trip of ``jobStatus`` and of a one-job ``submit``, and subm
 second.
 
     python scripts/bench_api.py -n 2000
+    python scripts/bench_api.py -n 2000 --insecure-net     # without CURVE, for comparison
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=2000, help="requests per measurement")
     ap.add_argument("--nodes", default="16")
+    ap.add_argument("--insecure-net", action="store_true", help="no CURVE (compare the cost of authentication)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as wd:
-        local = LocalManager(["--wd", wd, "--nodes", args.nodes, "--report-format", "none"])
+        extra = ["--insecure-net"] if args.insecure_net else []
+        local = LocalManager(["--wd", wd, "--nodes", args.nodes, "--report-format", "none", *extra])
         try:
             local.submit(Jobs().add(name="probe", exec="/bin/true"))
             local.wait4("probe")
