@@ -193,7 +193,6 @@ class PartitionManager:
 
     def _on_exit(self, task: RunningTask, code: int, when: float) -> None:
         self.scheduler.release(task.allocation)
-        self._kick()
         data: Dict[str, object] = {"exit_code": code, "rtime": max(0.0, when - task.started)}
         reason = task.stop_reason
         if task.error is not None:
@@ -213,7 +212,10 @@ class PartitionManager:
         else:
             state = JobState.FAILED
             data["message"] = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+        # the end goes out before new tasks are started (their start takes the time): a
+        # front killed meanwhile has recorded it and will not run the task again
         self._event(task.spec.name, task.iteration, state, data)
+        self._kick()
 
     # --- outbound ----------------------------------------------------------------------
     def _event(self, job: str, it: Optional[int], state: JobState, data: Optional[Dict[str, object]]) -> None:
