@@ -29,10 +29,13 @@ from typing import Mapping, Optional
 
 import zmq
 
-__all__ = ["ENV", "KEYS_FILE", "RunKeys", "endpoint_file_name", "find_keys", "save_user_keys", "user_key_dir"]
+__all__ = ["AGENT_KEYS_ENV", "ENV", "KEYS_FILE", "RunKeys", "endpoint_file_name", "find_keys", "save_user_keys",
+           "user_key_dir"]
 
 #: the variable that hands the client keys to tasks and to srun steps
 ENV = "QCG_PM_ZMQ_KEYS"
+#: the client keys of a partition's agent channel, in its node agents' srun step environment
+AGENT_KEYS_ENV = "QCG_PM_AGENT_KEYS"
 #: the client keys' file in an aux dir
 KEYS_FILE = "keys"
 

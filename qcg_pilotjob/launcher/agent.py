@@ -41,6 +41,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from ..keys import AGENT_KEYS_ENV, RunKeys
 from ..partition.environment import TASK_MARK
 from ..partition.executor import Leftovers
 from ..protocol.batch import BatchSender
@@ -262,7 +263,9 @@ class Agent:
         self._done = asyncio.Event()
         if not self.keep_children:
             self.leftovers = Leftovers(loop, self.kill_grace)
-        sock = connect_dealer(async_context(), self.address, f"agent:{self.node}:{os.getpid()}")
+        # the channel's keys come in the step's environment; tasks do not inherit them
+        keys = RunKeys.from_text(os.environ.pop(AGENT_KEYS_ENV, ""))
+        sock = connect_dealer(async_context(), self.address, f"agent:{self.node}:{os.getpid()}", keys)
         self.sender = BatchSender(sock, PARTITION, loop)
         self._send(AgentHelloMsg(self.node, PROTOCOL_VERSION, self.cpus, self.gpus, os.getpid()))
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -37,6 +37,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from ..auxdir import make_private_dir, open_private_fd
+from ..keys import AGENT_KEYS_ENV, RunKeys
 from ..protocol.batch import BatchSender
 from ..protocol.codec import DecodeError, decode_batch
 from ..protocol.heartbeat import LOST_AFTER_BEATS, HeartbeatWatcher
@@ -52,7 +53,7 @@ from ..protocol.messages import (
     StartedMsg,
 )
 from ..protocol.receive import FrameGuard, identity_of, receive_loop
-from ..protocol.transport import async_context, bind_request_server, listen_host
+from ..protocol.transport import Authenticator, async_context, bind_request_server, listen_host, start_authenticator
 from ..resources import Allocation
 from ..slurm.srun import agent_step_name, cancel_steps, step_command
 from .executor import Executor, RunningTask, TaskKey
@@ -100,6 +101,8 @@ class AgentExecutor(Executor):
             heartbeat, LOST_AFTER_BEATS * heartbeat, send_beat=self._beat, on_lost=self._lose, gone=self._gone,
             clock=clock)
         self.sock: Any = None
+        self.keys: Optional[RunKeys] = None
+        self.auth: Optional[Authenticator] = None
         self.sender: Optional[BatchSender] = None
         self.address = ""
         self._hello = asyncio.Event()
@@ -111,8 +114,13 @@ class AgentExecutor(Executor):
         """Serve the agents' ROUTER: a new one bound on a free port, or ``sock`` (tests),
         sending through ``send_sock`` (by default ``sock`` itself)."""
         if sock is None:
+            # keys of its own: only the agents this partition starts (they get the client part
+            # in their srun step's environment) can say hello
+            self.keys = RunKeys.new()
+            self.auth = start_authenticator(async_context(), self.keys)
             # agents on other nodes of the allocation reach it at this node's own address
-            sock, self.address = bind_request_server(async_context(), listen_host(True), None, 20000, 40000)
+            sock, self.address = bind_request_server(async_context(), listen_host(True), None, 20000, 40000,
+                                                     self.keys)
             send_sock = sock
         self.sock = sock
         self.sender = BatchSender(send_sock if send_sock is not None else sock, "node agents", self.loop)
@@ -138,10 +146,19 @@ class AgentExecutor(Executor):
                            extra=self.srun_extra)
         with os.fdopen(open_private_fd(os.path.join(logdir, f"{node}.srun.log"), "w"), "wb") as err:
             try:
-                return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+                return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
+                                        env=self._agent_env())
             except OSError as exc:
                 _log.warning("cannot start the agent on %s: %s", node, exc)
                 return None
+
+    def _agent_env(self) -> Dict[str, str]:
+        """The agents' environment: this one, and the channel's client keys (srun passes the
+        environment on to the step; never a command line, which ``ps`` shows)."""
+        env = dict(os.environ)
+        if self.keys is not None:
+            env[AGENT_KEYS_ENV] = self.keys.client_text()
+        return env
 
     def expect(self, node: str, proc: Optional[subprocess.Popen]) -> None:
         """An agent for ``node`` was started as ``proc`` (None: it could not be)."""
@@ -382,3 +399,6 @@ class AgentExecutor(Executor):
             self._recv_task.cancel()
         if self.sock is not None:
             self.sock.close(linger=0)
+        if self.auth is not None:
+            self.auth.stop()
+            self.auth = None

@@ -16,14 +16,12 @@ from __future__ import annotations
 import logging
 import re
 import socket
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Set, Tuple
 
 import zmq
 import zmq.asyncio
 
 if TYPE_CHECKING:
-    from zmq.auth.asyncio import AsyncioAuthenticator
-
     from ..keys import RunKeys
 
 _log = logging.getLogger(__name__)
@@ -31,6 +29,7 @@ _log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_PORT",
     "MAX_MESSAGE_SIZE",
+    "Authenticator",
     "async_context",
     "bind_publisher",
     "bind_request_server",
@@ -208,15 +207,16 @@ def secure_client(sock: Any, keys: RunKeys) -> None:
     sock.curve_secretkey = keys.client_secret
 
 
-class _OneKey:
-    """ZAP credentials: only the run's client key; each other key is logged once."""
+class _Allowed:
+    """ZAP credentials: the client keys of the runs served by this context; each other key
+    is logged once."""
 
-    def __init__(self, allowed: bytes) -> None:
-        self.allowed = allowed
+    def __init__(self) -> None:
+        self.allowed: Set[bytes] = set()
         self.refused: Set[bytes] = set()
 
     def callback(self, domain: str, key: bytes) -> bool:
-        if key == self.allowed:
+        if key in self.allowed:
             return True
         if key not in self.refused:
             self.refused.add(key)
@@ -224,12 +224,36 @@ class _OneKey:
         return False
 
 
-def start_authenticator(ctx: zmq.asyncio.Context, keys: RunKeys) -> AsyncioAuthenticator:
-    """The ZAP handler of ``ctx``: CURVE clients with the run's client key only. Stop it
-    with ``.stop()`` when the service ends."""
-    from zmq.auth.asyncio import AsyncioAuthenticator
+class Authenticator:
+    """The one ZAP handler of a context (ZMQ allows one per context), shared by the
+    servers made on it (the service's interface, a partition's agent channel): each adds
+    its client key with :func:`start_authenticator` and releases it with :meth:`stop`."""
 
-    auth = AsyncioAuthenticator(ctx)
-    auth.start()
-    auth.configure_curve_callback("*", _OneKey(keys.client_public))
+    _by_context: Dict[int, Authenticator] = {}
+
+    def __init__(self, ctx: zmq.asyncio.Context) -> None:
+        from zmq.auth.asyncio import AsyncioAuthenticator
+
+        self.ctx = ctx
+        self.allowed = _Allowed()
+        self.users = 0
+        self.zap = AsyncioAuthenticator(ctx)
+        self.zap.start()
+        self.zap.configure_curve_callback("*", self.allowed)
+
+    def stop(self) -> None:
+        self.users -= 1
+        if self.users <= 0 and Authenticator._by_context.get(id(self.ctx)) is self:
+            del Authenticator._by_context[id(self.ctx)]
+            self.zap.stop()
+
+
+def start_authenticator(ctx: zmq.asyncio.Context, keys: RunKeys) -> Authenticator:
+    """Admit CURVE clients holding ``keys``' client key on the servers of ``ctx``. Call
+    ``.stop()`` on the result when that server closes."""
+    auth = Authenticator._by_context.get(id(ctx))
+    if auth is None:
+        auth = Authenticator._by_context[id(ctx)] = Authenticator(ctx)
+    auth.users += 1
+    auth.allowed.allowed.add(keys.client_public)
     return auth

@@ -172,7 +172,7 @@ def test_agent_channel_accepts_a_good_hello_after_malformed_ones(tmp_path: Path,
                            zmq_address=None, kill_grace=1.0, on_exit=on_exit)
         ex.open_channel()
         ex.expect("n1", _Step())  # type: ignore[arg-type]
-        dealer = connect_dealer(async_context(), ex.address, "raw-dealer")
+        dealer = connect_dealer(async_context(), ex.address, "raw-dealer", ex.keys)  # the channel's own keys
         try:
             for frame in (b"\x00\xff garbage",
                           raw([AgentHelloMsg.TYPE, "n1"]),                                    # fields missing

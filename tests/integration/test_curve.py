@@ -102,3 +102,52 @@ def test_keys_found_by_aux_dir_user_dir_and_environment(tmp_path: Path) -> None:
     env = {ENV: keys.client_text()}
     assert find_keys("tcp://127.0.0.1:9999", environ=env, home=str(tmp_path / "nohome")) == keys.for_clients()
     assert RunKeys.from_text("not keys") is None
+
+
+def handshake(address: str, keys: Optional[RunKeys]) -> str:
+    """How a DEALER's CURVE handshake with ``address`` ends, from its socket monitor."""
+    from zmq.utils.monitor import recv_monitor_message
+
+    ends = {zmq.EVENT_HANDSHAKE_SUCCEEDED: "succeeded", zmq.EVENT_HANDSHAKE_FAILED_AUTH: "refused",
+            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed", zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "failed"}
+    ctx = zmq.Context()
+    try:
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        if keys is not None:
+            secure_client(sock, keys)
+        monitor = sock.get_monitor_socket()
+        monitor.setsockopt(zmq.RCVTIMEO, 10000)
+        sock.connect(address)
+        while True:
+            event = recv_monitor_message(monitor)["event"]
+            if event in ends:
+                return ends[event]
+    finally:
+        ctx.destroy(linger=0)
+
+
+def test_regression_fake_agent_without_the_channels_keys_cannot_connect(tmp_path: Path) -> None:
+    """A fake node agent's hello took over a node and received its tasks: the agent channel
+    now admits only agents holding the keys their partition gave their srun step."""
+    from qcg_pilotjob.partition.agents import AgentExecutor
+
+    async def scenario() -> List[str]:
+        loop = asyncio.get_running_loop()
+        ex = AgentExecutor(loop, nodes=["n1"], root_wd=str(tmp_path), aux_dir=str(tmp_path), env_schema="none",
+                           zmq_address=None, kill_grace=1.0, on_exit=lambda *a: None)
+        ex.open_channel()
+        assert ex.keys is not None
+        other = RunKeys.new()
+        stranger = RunKeys(ex.keys.server_public, other.client_public, other.client_secret)
+        try:
+            return [await loop.run_in_executor(None, handshake, ex.address, k)
+                    for k in (None, stranger, ex.keys.for_clients())]
+        finally:
+            ex.close()
+            if ex.sock is not None:
+                ex.sock.close(linger=0)
+            if ex.auth is not None:
+                ex.auth.stop()
+
+    assert asyncio.run(scenario()) == ["failed", "refused", "succeeded"]
