@@ -379,6 +379,9 @@ class AgentExecutor(Executor):
         if self.sender is not None:
             self.sender.flush()
         self.watcher.close()
+        if self.auth is not None:
+            self.auth.stop()
+            self.auth = None
 
     async def stop_agents(self, timeout: float = 10.0) -> None:
         """Ask every agent to exit and wait for their srun steps to end."""
@@ -399,6 +402,3 @@ class AgentExecutor(Executor):
             self._recv_task.cancel()
         if self.sock is not None:
             self.sock.close(linger=0)
-        if self.auth is not None:
-            self.auth.stop()
-            self.auth = None

@@ -13,6 +13,8 @@ are blocking ones. Sends on an asyncio socket go through that socket itself (see
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import socket
@@ -235,6 +237,7 @@ class Authenticator:
         from zmq.auth.asyncio import AsyncioAuthenticator
 
         self.ctx = ctx
+        self.loop = asyncio.get_running_loop()
         self.allowed = _Allowed()
         self.users = 0
         self.zap = AsyncioAuthenticator(ctx)
@@ -250,8 +253,14 @@ class Authenticator:
 
 def start_authenticator(ctx: zmq.asyncio.Context, keys: RunKeys) -> Authenticator:
     """Admit CURVE clients holding ``keys``' client key on the servers of ``ctx``. Call
-    ``.stop()`` on the result when that server closes."""
+    ``.stop()`` on the result when that server closes. (The handler answers on the running
+    event loop: one left from another loop is replaced.)"""
     auth = Authenticator._by_context.get(id(ctx))
+    if auth is not None and auth.loop is not asyncio.get_running_loop():
+        del Authenticator._by_context[id(ctx)]
+        with contextlib.suppress(Exception):
+            auth.zap.stop()
+        auth = None
     if auth is None:
         auth = Authenticator._by_context[id(ctx)] = Authenticator(ctx)
     auth.users += 1

@@ -127,3 +127,40 @@ def _jobs(script: str = "true") -> Any:
     jobs = Jobs()
     jobs.add(name="mine", script=script)
     return jobs
+
+
+def test_regression_fake_partition_without_keys_cannot_register(tmp_path: Path) -> None:
+    """A fake partition registered as 64 cores and received the owner's jobs: without the
+    run's keys its connection fails the handshake and the governor never hears of it."""
+    from qcg_pilotjob.protocol.codec import encode_batch
+    from qcg_pilotjob.protocol.messages import PROTOCOL_VERSION, RegisterMsg
+    from qcg_pilotjob.resources import ResourcePool, parse_nodes_spec
+    from tests.integration.test_curve import handshake
+
+    proc = subprocess.Popen(service_cmd("--governor", "--wd", str(tmp_path), "--id", "gov"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    aux = tmp_path / ".qcgpjm-service-gov"
+    try:
+        address = wait_for(lambda: (aux / "address").exists() and (aux / "address").read_text().strip(),
+                           what="the address file")
+        assert handshake(address, None) == "failed"
+        ctx = zmq.Context()
+        try:
+            fake = ctx.socket(zmq.DEALER)
+            fake.setsockopt(zmq.LINGER, 0)
+            fake.connect(address)
+            nodes = [n.to_dict() for n in ResourcePool(parse_nodes_spec("64")).nodes]
+            fake.send(encode_batch([RegisterMsg("fake", PROTOCOL_VERSION, nodes, "h", 1)]))
+        finally:
+            ctx.destroy(linger=0)
+        owner = Manager(address)
+        try:
+            status = owner.system_status()
+            assert status["System"]["Partitions"] == 0 and status["Resources"]["TotalCores"] == 0
+        finally:
+            owner.finish()
+        assert "fake" not in (aux / "service.log").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

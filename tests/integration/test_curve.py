@@ -147,7 +147,5 @@ def test_regression_fake_agent_without_the_channels_keys_cannot_connect(tmp_path
             ex.close()
             if ex.sock is not None:
                 ex.sock.close(linger=0)
-            if ex.auth is not None:
-                ex.auth.stop()
 
     assert asyncio.run(scenario()) == ["failed", "refused", "succeeded"]
