@@ -22,7 +22,7 @@ import stat
 from typing import List
 
 __all__ = ["AUX_PREFIX", "PRIVATE_DIR_MODE", "PRIVATE_FILE_MODE", "aux_dir", "aux_dirs_below", "instance_of",
-           "make_private_dir", "open_private_fd", "partition_dir"]
+           "make_private_dir", "open_private_fd"]
 
 AUX_PREFIX = ".qcgpjm-service-"
 PRIVATE_DIR_MODE = 0o700
@@ -48,10 +48,6 @@ def aux_dirs_below(wd: str) -> List[str]:
     except OSError:
         return []
     return [os.path.join(wd, n) for n in names if n.startswith(AUX_PREFIX)]
-
-
-def partition_dir(aux: str, name: str) -> str:
-    return os.path.join(aux, name)
 
 
 def make_private_dir(path: str) -> None:

@@ -29,6 +29,8 @@ from typing import Mapping, Optional
 
 import zmq
 
+from .auxdir import make_private_dir, open_private_fd
+
 __all__ = ["AGENT_KEYS_ENV", "ENV", "KEYS_FILE", "RunKeys", "endpoint_file_name", "find_keys", "save_user_keys",
            "user_key_dir"]
 
@@ -78,9 +80,9 @@ def endpoint_file_name(address: str) -> str:
 
 
 def _write_private(path: str, text: str) -> None:
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write ``path`` whole (a new copy replaces the old), 0600."""
+    fd = open_private_fd(path + ".tmp", "w")
     try:
-        os.fchmod(fd, 0o600)
         os.write(fd, text.encode("ascii") + b"\n")
     finally:
         os.close(fd)
@@ -96,8 +98,7 @@ def save_aux_keys(aux: str, keys: RunKeys) -> str:
 def save_user_keys(address: str, keys: RunKeys, home: Optional[str] = None) -> str:
     """Write the client keys for ``address`` into the user's private key directory."""
     folder = user_key_dir(home)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    os.chmod(folder, 0o700)
+    make_private_dir(folder)
     path = os.path.join(folder, endpoint_file_name(address))
     _write_private(path, keys.client_text())
     return path

@@ -238,7 +238,7 @@ class Service:
                 from None
         self.net = net
         stack.push_async_callback(net.close)
-        stack.callback(self._remove_address)
+        stack.callback(_remove, os.path.join(self.aux_dir, "address"))  # nobody listens there any more
         try:
             publisher = EventPublisher(host, lo, hi, keys)
         except zmq.ZMQError as exc:
@@ -477,10 +477,6 @@ class Service:
                 os.close(fd)
         except OSError as exc:  # clients given the address otherwise still reach the service
             _log.warning("cannot write %s: %s", path, exc)
-
-    def _remove_address(self) -> None:
-        with contextlib.suppress(OSError):  # nobody listens there any more
-            os.unlink(os.path.join(self.aux_dir, "address"))
 
     def _write_final_status(self) -> None:
         status: Dict[str, Any] = self.front_status()

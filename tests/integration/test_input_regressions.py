@@ -13,7 +13,7 @@ import pytest
 
 from qcg_pilotjob.jobdesc import MAX_JOBS_PER_SUBMIT, MAX_TASKS_PER_SUBMIT
 from tests.conftest import FINISH, service_cmd, submit, wait_for
-from tests.integration.test_netiface import Service
+from tests.integration.test_netiface import Service, wait_address
 
 pytestmark = pytest.mark.integration
 
@@ -28,18 +28,7 @@ def _start(wd: str, *args: str) -> Service:
     proc = subprocess.Popen(service_cmd("--net", "--wd", wd, "--report-format", "json", *args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
-    def address() -> str:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        for entry in os.listdir(wd):
-            path = os.path.join(wd, entry, "address")
-            if entry.startswith(".qcgpjm-service-") and os.path.isfile(path):
-                with open(path) as fh:
-                    text = fh.read()
-                if text.endswith("\n"):
-                    return text.strip()
-        return ""
-
-    return Service(proc, wd, wait_for(address, timeout=60, what="the address file"))
+    return Service(proc, wd, wait_address(proc, wd, timeout=60))
 
 
 @pytest.fixture(params=["single", "governor"])

@@ -19,6 +19,23 @@ pytestmark = pytest.mark.integration
 RECV_MS = 10_000
 
 
+def wait_address(proc: subprocess.Popen, wd: str, timeout: float = 20.0) -> str:
+    """The address a service started in ``wd`` writes once it serves (a whole line)."""
+
+    def address() -> str:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        for entry in os.listdir(wd):
+            path = os.path.join(wd, entry, "address")
+            if entry.startswith(".qcgpjm-service-") and os.path.isfile(path):
+                with open(path) as fh:
+                    text = fh.read()
+                if text.endswith("\n"):
+                    return text.strip()
+        return ""
+
+    return str(wait_for(address, timeout=timeout, what="the address file"))
+
+
 class Service:
     def __init__(self, proc: subprocess.Popen, wd: str, address: str) -> None:
         self.proc = proc
@@ -72,18 +89,7 @@ def service(tmp_path):
     proc = subprocess.Popen(service_cmd("--net", "--nodes", "2", "--wd", wd), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
 
-    def address() -> str:
-        assert proc.poll() is None, proc.stderr.read().decode()
-        for entry in os.listdir(wd):
-            path = os.path.join(wd, entry, "address")
-            if entry.startswith(".qcgpjm-service-") and os.path.isfile(path):
-                with open(path) as fh:
-                    text = fh.read()
-                if text.endswith("\n"):
-                    return text.strip()
-        return ""
-
-    svc = Service(proc, wd, wait_for(address, what="the address file"))
+    svc = Service(proc, wd, wait_address(proc, wd))
     try:
         yield svc
     finally:
