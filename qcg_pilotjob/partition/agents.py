@@ -53,7 +53,14 @@ from ..protocol.messages import (
     StartedMsg,
 )
 from ..protocol.receive import FrameGuard, identity_of, receive_loop
-from ..protocol.transport import Authenticator, async_context, bind_request_server, listen_host, start_authenticator
+from ..protocol.transport import (
+    Authenticator,
+    async_context,
+    bind_request_server,
+    close_server,
+    listen_host,
+    start_authenticator,
+)
 from ..resources import Allocation
 from ..slurm.srun import agent_step_name, cancel_steps, step_command
 from .executor import Executor, RunningTask, TaskKey
@@ -120,7 +127,7 @@ class AgentExecutor(Executor):
             self.auth = start_authenticator(async_context(), self.keys)
             # agents on other nodes of the allocation reach it at this node's own address
             sock, self.address = bind_request_server(async_context(), listen_host(True), None, 20000, 40000,
-                                                     self.keys)
+                                                     self.keys, "agent channel")
             send_sock = sock
         self.sock = sock
         self.sender = BatchSender(send_sock if send_sock is not None else sock, "node agents", self.loop)
@@ -401,4 +408,4 @@ class AgentExecutor(Executor):
         if self._recv_task is not None:
             self._recv_task.cancel()
         if self.sock is not None:
-            self.sock.close(linger=0)
+            close_server(self.sock)

@@ -16,12 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import socket
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Set, Tuple
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
+
+from .receive import FrameGuard, receive_loop
+from .refusals import MONITORED_EVENTS, PeerRefusals
 
 if TYPE_CHECKING:
     from ..keys import RunKeys
@@ -35,6 +40,7 @@ __all__ = [
     "async_context",
     "bind_publisher",
     "bind_request_server",
+    "close_server",
     "connect_dealer",
     "connect_requester",
     "connect_subscriber",
@@ -118,7 +124,7 @@ def _bind(sock: zmq.Socket[Any], host: str, port: Optional[int], port_min: int,
 
 
 def _bound(ctx: zmq.asyncio.Context, kind: int, host: str, port: Optional[int], port_min: int,
-           port_max: int, keys: Optional[RunKeys] = None) -> Tuple[zmq.asyncio.Socket, str]:
+           port_max: int, keys: Optional[RunKeys], what: str) -> Tuple[zmq.asyncio.Socket, str]:
     sock = ctx.socket(kind)
     _server_options(sock)
     if keys is not None:
@@ -128,22 +134,34 @@ def _bound(ctx: zmq.asyncio.Context, kind: int, host: str, port: Optional[int], 
     except zmq.ZMQError:
         sock.close()
         raise
+    if keys is not None:
+        _watches[id(sock)] = _RefusalWatch(sock, what)
     return sock, external_address(f"tcp://{host}:{bound}")
 
 
+def close_server(sock: zmq.Socket[Any]) -> None:
+    """Close a server made here (and its watch of refused peers)."""
+    watch = _watches.pop(id(sock), None)
+    if watch is not None:
+        watch.close(sock)
+    sock.close(linger=0)
+
+
 def bind_request_server(ctx: zmq.asyncio.Context, host: str = "*", port: Optional[int] = None,
-                        port_min: int = 2222, port_max: int = 9999, keys: Optional[RunKeys] = None
-                        ) -> Tuple[zmq.asyncio.Socket, str]:
+                        port_min: int = 2222, port_max: int = 9999, keys: Optional[RunKeys] = None,
+                        what: str = "client interface") -> Tuple[zmq.asyncio.Socket, str]:
     """A ROUTER socket that answers REQ clients (and partitions' or agents' DEALERs);
-    returns it and its external address. With ``keys`` it is a CURVE server."""
-    return _bound(ctx, zmq.ROUTER, host, port, port_min, port_max, keys)
+    returns it and its external address. With ``keys`` it is a CURVE server, and the peers
+    it refuses are logged as ``what``. Close it with :func:`close_server`."""
+    return _bound(ctx, zmq.ROUTER, host, port, port_min, port_max, keys, what)
 
 
 def bind_publisher(ctx: zmq.asyncio.Context, host: str = "*", port: Optional[int] = None,
                    port_min: int = 2222, port_max: int = 9999, keys: Optional[RunKeys] = None
                    ) -> Tuple[zmq.asyncio.Socket, str]:
-    """A PUB socket for status events; returns it and its external address."""
-    return _bound(ctx, zmq.PUB, host, port, port_min, port_max, keys)
+    """A PUB socket for status events; returns it and its external address. Close it with
+    :func:`close_server`."""
+    return _bound(ctx, zmq.PUB, host, port, port_min, port_max, keys, "event publisher")
 
 
 def connect_requester(ctx: zmq.Context[Any], address: str, timeout_ms: Optional[int] = None,
@@ -209,20 +227,68 @@ def secure_client(sock: Any, keys: RunKeys) -> None:
     sock.curve_secretkey = keys.client_secret
 
 
+# --- refused peers ---------------------------------------------------------------------------
+def _peer_of(fd: int) -> str:
+    """The address of the peer on a socket descriptor ZMQ just accepted (never raises)."""
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        return ""  # (closed already: a peer refused at once often is)
+    try:
+        with socket.socket(fileno=dup) as conn:
+            if conn.family == socket.AF_UNIX:
+                return "a local process (ipc)"
+            host, port = conn.getpeername()[:2]
+            return f"{host}:{port}"
+    except OSError:
+        return ""
+
+
+class _RefusalWatch:
+    """Reads a CURVE server's socket monitor and logs the peers its handshake refused."""
+
+    def __init__(self, sock: zmq.Socket[Any], what: str) -> None:
+        self.refusals = PeerRefusals(what)
+        self.monitor: zmq.Socket[Any] = sock.get_monitor_socket(MONITORED_EVENTS)
+        self.monitor.setsockopt(zmq.LINGER, 0)
+        self.task: Optional[asyncio.Task[None]] = None
+        with contextlib.suppress(RuntimeError):  # (a server made outside an event loop is not watched)
+            self.task = asyncio.get_running_loop().create_task(
+                receive_loop(self.monitor, self._event, FrameGuard(_log, f"{what} monitor"), lambda _: "ZMQ"))
+
+    def _event(self, frames: List[bytes]) -> None:
+        event = parse_monitor_message(frames)
+        value = int(event["value"])
+        peer = _peer_of(value) if event["event"] == zmq.EVENT_ACCEPTED else None
+        self.refusals.on_event(int(event["event"]), value, peer)
+
+    def close(self, sock: zmq.Socket[Any]) -> None:
+        summary = self.refusals.summary()
+        if summary:
+            _log.info("%s", summary)
+        if self.task is not None:
+            self.task.cancel()
+        with contextlib.suppress(zmq.ZMQError):
+            sock.disable_monitor()
+        self.monitor.close(linger=0)
+
+
+_watches: Dict[int, _RefusalWatch] = {}
+
+
 class _Allowed:
     """ZAP credentials: the client keys of the runs served by this context; each other key
-    is logged once."""
+    is logged once per peer address."""
 
     def __init__(self) -> None:
         self.allowed: Set[bytes] = set()
-        self.refused: Set[bytes] = set()
+        self.refusals = PeerRefusals("authentication")
+        self.address = "an unknown address"  # of the request being answered (set by the handler)
 
     def callback(self, domain: str, key: bytes) -> bool:
         if key in self.allowed:
             return True
-        if key not in self.refused:
-            self.refused.add(key)
-            _log.warning("refused a peer whose key is not this run's (public key %s)", key.decode("ascii", "replace"))
+        self.refusals.wrong_key(self.address, key.decode("ascii", "replace"))
         return False
 
 
@@ -240,7 +306,14 @@ class Authenticator:
         self.loop = asyncio.get_running_loop()
         self.allowed = _Allowed()
         self.users = 0
-        self.zap = AsyncioAuthenticator(ctx)
+        allowed = self.allowed
+
+        class _Handler(AsyncioAuthenticator):  # notes each request's peer address for the log
+            def handle_zap_message(self, msg: List[bytes]) -> Any:
+                allowed.address = msg[3].decode("utf-8", "replace") if len(msg) > 3 else "an unknown address"
+                return super().handle_zap_message(msg)
+
+        self.zap = _Handler(ctx)
         self.zap.start()
         self.zap.configure_curve_callback("*", self.allowed)
 

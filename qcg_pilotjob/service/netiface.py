@@ -22,7 +22,7 @@ import zmq
 
 from ..protocol.batch import sent_error
 from ..protocol.receive import FrameGuard, identity_of, receive_loop
-from ..protocol.transport import async_context, bind_publisher, bind_request_server
+from ..protocol.transport import async_context, bind_publisher, bind_request_server, close_server
 from ..protocol.wire import WireError, decode_request, encode_reply
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class EventPublisher:
             self.sock.send_string(f"{topic} {json.dumps(data)}", flags=zmq.NOBLOCK)
 
     def close(self) -> None:
-        self.sock.close(linger=0)
+        close_server(self.sock)
 
 
 class NetInterface:
@@ -112,4 +112,4 @@ class NetInterface:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        self.sock.close(linger=0)
+        close_server(self.sock)

@@ -68,5 +68,16 @@ def main() -> None:
     print(json.dumps(out, default=str))
 
 
+def probe() -> None:
+    """Connect and submit one job that leaves a file; print ``answered`` if the service answers
+    (against a service with authentication it must not: the client waits)."""
+    from qcg.pilotjob.api.job import Jobs
+    from qcg.pilotjob.api.manager import Manager
+
+    m = Manager(sys.argv[1])
+    m.submit(Jobs().add(name="probe", exec="/bin/touch", args=["probed"]))
+    print("answered")
+
+
 if __name__ == "__main__":
-    main()
+    probe() if sys.argv[2:] == ["probe"] else main()

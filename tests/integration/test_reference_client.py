@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
+from qcg_pilotjob.api.manager import Manager
 from tests.conftest import service_cmd, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat]
@@ -186,6 +187,40 @@ def test_reference_client_drives_our_service(refclient_python: str, tmp_path: An
     assert rc == 0, f"service exit code {rc}: {_read(wd, 'service.err')}"
     assert _read(wd, "first.out").strip() == "hello"
     assert sorted(_read(wd, f"iter_{i}.out").strip() for i in range(3)) == ["it 0", "it 1", "it 2"]
+
+
+@pytest.mark.timeout(300)
+def test_reference_client_is_refused_without_insecure_net(refclient_python: str, tmp_path: Any) -> None:
+    """The reference client cannot do CURVE: a service started without --insecure-net gives it
+    no answer, runs nothing it sent, and says so in its log (one WARNING line)."""
+    wd = str(tmp_path)
+    with open(os.path.join(wd, "service.err"), "w") as err:
+        svc = subprocess.Popen(service_cmd("--net", "--nodes", "2", "--wd", wd, "--id", "ref"),
+                               stdout=subprocess.DEVNULL, stderr=err)
+    aux = os.path.join(wd, ".qcgpjm-service-ref")
+    probe = None
+    try:
+        addr = wait_for(lambda: os.path.exists(os.path.join(aux, "address")) and
+                        _read(aux, "address").strip(), timeout=30, what="the service address file")
+        probe = subprocess.Popen([refclient_python, "-I", DRIVER, addr, "probe"], cwd=wd, env=_clean_env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: "it does not use CURVE" in _read(aux, "service.log"), timeout=60,
+                 what="the refusal in the service log")
+        assert probe.poll() is None, probe.communicate()  # still waiting for an answer
+        owner = Manager(addr)
+        try:
+            assert owner.list() == {}
+        finally:
+            owner.finish()
+        assert svc.wait(timeout=30) == 0
+    finally:
+        for proc in (probe, svc):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert probe.communicate()[0] == ""  # never "answered"
+    assert not os.path.exists(os.path.join(wd, "probed"))
+    assert "--insecure-net" in _read(aux, "service.log")
 
 
 def _read(wd: str, name: str) -> str:
