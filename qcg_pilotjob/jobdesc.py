@@ -78,26 +78,33 @@ def _pos_int(job: Optional[str], fld: str, value: Any) -> int:
     return value
 
 
+def _os_text(job: Optional[str], fld: str, text: str) -> str:
+    """``text`` that becomes a program, argument, path or variable: no NUL (the OS cannot take one)."""
+    if "\x00" in text:
+        raise _err(job, fld, "must not contain a NUL character")
+    return text
+
+
 def _opt_str(job: Optional[str], fld: str, value: Any) -> Optional[str]:
     if value is None:
         return None
     if not isinstance(value, str):
         raise _err(job, fld, f"must be a string, not {type(value).__name__}")
-    return value
+    return _os_text(job, fld, value)
 
 
 def _str_list(job: Optional[str], fld: str, value: Any) -> List[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        return [value]
+        return [_os_text(job, fld, value)]
     if not isinstance(value, list):
         raise _err(job, fld, f"must be a list of strings, not {type(value).__name__}")
     out = []
     for i, item in enumerate(value):
         if isinstance(item, bool) or not isinstance(item, (str, int, float)):
             raise _err(job, f"{fld}[{i}]", f"must be a string, not {type(item).__name__}")
-        out.append(str(item))
+        out.append(_os_text(job, f"{fld}[{i}]", str(item)))
     return out
 
 
@@ -321,11 +328,11 @@ class Execution:
             raise _err(job, "execution.env", "must be a dictionary of strings")
         env: Dict[str, str] = {}
         for key, val in env_raw.items():
-            if not isinstance(key, str) or not key or "=" in key:
+            if not isinstance(key, str) or not key or "=" in key or "\x00" in key:
                 raise _err(job, "execution.env", f"invalid variable name {key!r}")
             if isinstance(val, bool) or not isinstance(val, (str, int, float)):
                 raise _err(job, f"execution.env.{key}", "must be a string")
-            env[key] = str(val)
+            env[key] = _os_text(job, f"execution.env.{key}", str(val))
         model = value.get("model") or "default"
         if not isinstance(model, str) or model.lower() not in MODELS:
             raise _err(job, "execution.model", f"unknown model {model!r}; known: {', '.join(MODELS)}")
@@ -386,7 +393,7 @@ class Iteration:
                 raise _err(job, "iteration", "values is mutually exclusive with start and stop")
             if len(vals) > MAX_ITERATIONS:
                 raise _err(job, "iteration.values", f"at most {MAX_ITERATIONS} iterations")
-            return cls(0, len(vals), tuple(str(v) for v in vals))
+            return cls(0, len(vals), tuple(_os_text(job, f"iteration.values[{i}]", str(v)) for i, v in enumerate(vals)))
         start = value.get("start", 0)
         if "stop" not in value:
             raise _err(job, "iteration.stop", "is required")

@@ -138,6 +138,32 @@ def test_regression_lone_surrogate_submit_keeps_list_jobs_encodable(h):
     assert h.front.jobs == {}
 
 
+@pytest.mark.parametrize("execution,field", [
+    ({"exec": "a\x00b"}, "execution.exec"),
+    ({"exec": "x", "args": ["ok", "a\x00"]}, "execution.args[1]"),
+    ({"script": "true\x00"}, "execution.script"),
+    ({"exec": "x", "env": {"A": "1\x00"}}, "execution.env.A"),
+    ({"exec": "x", "wd": "d\x00"}, "execution.wd"),
+    ({"exec": "x", "stdout": "\x00"}, "execution.stdout"),
+    ({"exec": "x", "modules": ["m\x00"]}, "execution.modules[0]"),
+])
+def test_regression_nul_in_a_job_string_is_rejected_at_submit(h, execution, field):
+    """Found by the network-interface fuzz: a NUL passed the submit, and the partition's
+    Popen raised 'embedded null byte' with a traceback when the task was to start."""
+    resp = h.submit(job("z", execution=execution))
+    assert resp == {"code": 1, "message": f"job 'z': {field}: must not contain a NUL character"}, resp
+    assert h.front.jobs == {}
+    with pytest.raises(checks.Invalid, match=field.replace(".", r"\.").replace("[", r"\[")):
+        checks.job_description({"name": "z", "execution": execution})
+
+
+def test_regression_nul_in_iteration_values_and_env_names(h):
+    resp = h.submit(job("v", iteration={"values": ["a", "b\x00"]}))
+    assert resp["code"] == 1 and "iteration.values[1]: must not contain a NUL character" in resp["message"]
+    resp = h.submit(job("e", execution={"exec": "x", "env": {"A\x00B": "1"}}))
+    assert resp["code"] == 1 and "execution.env: invalid variable name" in resp["message"]
+
+
 def test_regression_wall_time_overflow_is_a_field_error(h):
     resp = h.submit(job("w", resources={"wt": 10 ** 400}))
     assert resp["code"] == 1 and resp["message"].startswith("job 'w': resources.wt: "), resp
