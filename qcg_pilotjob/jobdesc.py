@@ -58,7 +58,7 @@ _RES_KEYS = {"numCores", "numNodes", "wt", "nodeCrs"}
 _SIZE_KEYS = {"exact", "min", "max", "scheduler"}
 _CRS = ("gpu",)
 _WT = re.compile(r"^(?:(\d{1,12})h)?(?:(\d{1,12})m)?(?:(\d{1,12})s)?$")
-_BAD_NAME_CHARS = set("${}()'\": \t\n\r")
+_BAD_NAME_CHARS = set("${}()'\": \t\n\r\x00")
 
 
 def _err(job: Optional[str], fld: str, problem: str) -> JobDescriptionError:

@@ -13,6 +13,7 @@ are substituted in the ``execution`` element; the QCG execution environment and,
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 from dataclasses import dataclass
@@ -150,9 +151,24 @@ def _add_qcg_env(env: Dict[str, str], desc: JobDescription, iteration: Optional[
         env["QCG_PM_GPU_SET"] = ";".join(f"{p.name}:{','.join(p.gpu_ids)}" for p in alloc.parts)
 
 
+#: bytes of a job name kept in its hostfile's name (a file name holds at most 255 bytes)
+_HOSTFILE_NAME_BYTES = 160
+
+
 def _hostfile_path(hostfile_dir: str, name: str, iteration: Optional[int]) -> str:
+    """``<name>[.<iteration>].hostfile``; a long name is cut and made unique by its hash.
+
+    >>> _hostfile_path("/h", "a/b", 3)
+    '/h/a_b.3.hostfile'
+    >>> len(os.path.basename(_hostfile_path("/h", "é" * 5000, None)).encode())
+    186
+    """
     suffix = f".{iteration}" if iteration is not None else ""
-    return os.path.join(hostfile_dir, f"{name.replace('/', '_')}{suffix}.hostfile")
+    base = name.replace("/", "_")
+    if len(base.encode("utf-8", "surrogatepass")) > _HOSTFILE_NAME_BYTES:
+        digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        base = base.encode("utf-8", "surrogatepass")[:_HOSTFILE_NAME_BYTES].decode("utf-8", "ignore") + "-" + digest
+    return os.path.join(hostfile_dir, f"{base}{suffix}.hostfile")
 
 
 def _add_slurm_env(env: Dict[str, str], nnodes: int, *, nodelist: str, ncores: str, tpn: str,

@@ -320,15 +320,18 @@ class LocalExecutor(Executor):
             self._ensure_dir(plan.wd)
         except OSError as exc:
             return f"cannot create the working directory {plan.wd!r}: {exc.strerror}"
-        self._write_hostfile(plan, alloc)
+        try:
+            self._write_hostfile(plan, alloc)
+        except OSError as exc:
+            return f"cannot write the hostfile {plan.hostfile!r}: {exc.strerror or exc}"
         stdio = self._open_stdio(plan)
         if isinstance(stdio, str):
             return stdio
         try:
             proc = subprocess.Popen(self._command(plan, alloc), cwd=plan.wd, env=plan.env, stdin=stdio[0],
                                     stdout=stdio[1], stderr=stdio[2], start_new_session=True, close_fds=True)
-        except OSError as exc:
-            return f"cannot start {plan.argv[0]!r}: {exc.strerror or exc}"
+        except (OSError, ValueError) as exc:  # (ValueError: a NUL that got past the checks)
+            return f"cannot start {plan.argv[0]!r}: {getattr(exc, 'strerror', None) or exc}"
         finally:
             for fd in set(stdio) - {subprocess.DEVNULL}:
                 os.close(fd)

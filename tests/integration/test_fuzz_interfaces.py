@@ -181,8 +181,8 @@ def test_fuzz_request_files(tmp_path: Path) -> None:
         log = (wd / ".qcgpjm-service-f" / "service.log").read_text()
         assert "Traceback" not in log, (n, kind, _tail(log))
         handled = re.findall(r"request (\d+)/(\d+) ", log)
-        assert handled, (n, kind, _tail(log))
-        total = int(handled[0][1])
+        total = int(handled[0][1]) if handled else 0
+        assert total or data.strip() == b"[]", (n, kind, _tail(log))  # (an empty list holds no request)
         assert {int(i) for i, _ in handled} == set(range(1, total + 1)), (n, kind, _tail(log))
         outcomes[f"{kind}: served (exit 0)"] += 1
     print(f"\nfuzz request files, seed {SEED + 1}: {FILES} files; " +

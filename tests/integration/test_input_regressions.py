@@ -183,3 +183,21 @@ def test_regression_governor_bad_job_next_to_good_one(run_service):
     assert "fcores': resources.numCores: must be an integer or a dictionary" in run.log
     assert "'wt': resources.wt: wall time 1e+30 is longer than" in run.log
     assert run.final_status["JobStats"]["TotalJobs"] == 1
+
+
+# ---- 6. found by the fuzz tests ------------------------------------------------------------------
+def test_regression_nul_in_job_name_and_a_very_long_name(run_service):
+    """A job named "\\x00" was accepted and failed to start with a traceback (the name goes into
+    the task's environment); a job with a 70,000-character name failed with a traceback
+    (its hostfile name was too long for the file system). Now the first is refused at submit
+    and the second runs."""
+    long_name = "x" * 70_000
+    two_cores = {**_job(long_name), "resources": {"numCores": 2}}  # (a task on more than a core gets a hostfile)
+    reqs = [submit(_job("\x00")), submit(two_cores), submit(_job("good")), FINISH]
+    run = run_service(reqs, *GOVERNOR, timeout=120)
+    assert run.rc == 0, run.stderr
+    report = run.report()
+    assert set(report) == {long_name, "good"}
+    assert report[long_name]["state"] == "SUCCEED" and report["good"]["state"] == "SUCCEED"
+    assert "Job identifier '\x00' contains invalid characters" in run.log
+    assert "Traceback" not in run.log + "".join(run.read(f"partition-{i}/service.log") for i in range(2))
