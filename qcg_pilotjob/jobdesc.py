@@ -41,10 +41,11 @@ __all__ = [
 MODELS = ("default", "threads", "openmp", "srunmpi", "openmpi", "intelmpi")
 #: Iteration resource schedulers accepted in ``numCores/numNodes.scheduler``.
 ITERATION_SCHEDULERS = ("maximum-iters", "split-into")
-#: Upper bound on iterations of one job (protects the service's memory).
-MAX_ITERATIONS = 10_000_000
+#: Upper bound on iterations of one job. (Iterations are held as ranges until they start:
+#: a waiting job costs the same whatever its size.)
+MAX_ITERATIONS = 100_000_000
 #: Upper bounds on the tasks (iterations of all its jobs) and the jobs of one submit request.
-MAX_TASKS_PER_SUBMIT = 1_000_000
+MAX_TASKS_PER_SUBMIT = 100_000_000
 MAX_JOBS_PER_SUBMIT = 100_000
 #: Upper bound on ``wt``, in seconds (ten years).
 MAX_WALLTIME = 10 * 365 * 86400

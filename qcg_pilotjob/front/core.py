@@ -22,6 +22,7 @@ from ..states import JobState
 from .dependencies import Dependencies, Released
 from .journal import Journal, Replay, replayable_jobs
 from .links import PartitionLink, end_left_running
+from .ranges import Range, as_ranges, count, indexes, merge
 from .registry import JobRecord
 from .reports import LineWriter, format_report
 from .requests import Requests, Response
@@ -68,7 +69,7 @@ class Front:
         self.router = Router()
         self.requests = Requests(self)
         #: released since the last flush, in release order: job name -> task indexes
-        self._to_dispatch: Dict[str, Tuple[JobRecord, List[int]]] = {}
+        self._to_dispatch: Dict[str, Tuple[JobRecord, List[Range]]] = {}
         #: released tasks not yet sent to a partition, FIFO
         self.ready = new_ready_queue()
         self.zmq_address: Optional[str] = None
@@ -169,8 +170,13 @@ class Front:
         self.on_change()
 
     def _restore(self, job: JobRecord, restored: Restored) -> None:
-        for idx in range(job.total):
-            rec = restored.get((job.name, job.iteration_of(idx)))
+        if job.total <= len(restored):
+            found = [(idx, restored.get((job.name, job.iteration_of(idx)))) for idx in range(job.total)]
+        else:  # (a big job, few ends on record: look up those, not every iteration)
+            found = sorted((job.index(it), rec) for (name, it), rec in restored.items()
+                           if name == job.name and (it is None) != job.iterative
+                           and (it is None or job.has_iteration(it)))
+        for idx, rec in found:
             if rec is not None:
                 self._task_final(job, idx, JobState.parse(rec["s"]), float(rec.get("w", time.time())),
                                  rec.get("r"), rec.get("m"), replay=True)
@@ -182,41 +188,39 @@ class Front:
             self._omit_job(job, res.omit, now)
             return
         for idx, reason in res.omit_tasks:
-            if not job.tasks[idx].state.is_final:
+            if not job.tasks.state(idx).is_final:
                 self._task_final(job, idx, JobState.OMITTED, now, None, reason)
         if job.deps_pending == 0 and not job.state.is_final:
             self._release(job)
 
     def _release(self, job: JobRecord) -> None:
         pend = job.iter_pending
-        ready = [idx for idx, rec in enumerate(job.tasks)
-                 if rec.partition < 0 and not rec.state.is_final and (pend is None or pend[idx] == 0)]
+        ready = job.tasks.waiting([(0, job.total)])
+        if pend is not None:  # (per-iteration dependencies: some iterations wait still)
+            ready = as_ranges(idx for idx in indexes(ready) if pend[idx] == 0)
         if ready:
             self._queue_dispatch(job, ready)
 
     def cancel(self, job: JobRecord, it: Optional[int]) -> None:
         """Cancel a job (``it`` None) or one iteration that is not final."""
         now = time.time()
-        if it is None:
-            job.cancel_requested = True
-            targets = [idx for idx, rec in enumerate(job.tasks) if not rec.state.is_final]
-        else:
-            targets = [job.index(it)]
-        by_part: Dict[int, List[Optional[int]]] = {}
-        for idx in targets:
-            rec = job.tasks[idx]
-            if rec.partition < 0:
+        tasks = job.tasks
+        if it is not None:
+            idx = job.index(it)
+            part = tasks.partition(idx)
+            if part < 0:
                 self._task_final(job, idx, JobState.CANCELED, now, None, "canceled by user")
             else:
-                by_part.setdefault(rec.partition, []).append(job.iteration_of(idx))
-        pending = self._to_dispatch.get(job.name)
-        if pending is not None:
-            gone = set(targets)
-            pending[1][:] = [i for i in pending[1] if i not in gone]
-        for part, its in by_part.items():
-            whole = it is None and len(its) == sum(1 for r in job.tasks if r.partition == part
-                                                   and not r.state.is_final)
-            self.links[part].send(CancelMsg(job.name, None if whole else its))
+                self.links[part].send(CancelMsg(job.name, [it]))
+            return
+        job.cancel_requested = True
+        # every partition holding one of its tasks that is not final cancels them all
+        parts = sorted({part for a, b, part in tasks.placed.items()
+                        if any(not tasks.state(i).is_final for i in range(a, b))})
+        for idx in list(indexes(tasks.waiting([(0, job.total)]))):  # (ready entries skip them)
+            self._task_final(job, idx, JobState.CANCELED, now, None, "canceled by user")
+        for part in parts:
+            self.links[part].send(CancelMsg(job.name, None))
 
     def remove(self, jobs: List[JobRecord]) -> None:
         """Forget final jobs (their names may be used again)."""
@@ -233,24 +237,26 @@ class Front:
     def _forget(self, job: JobRecord) -> None:
         del self.jobs[job.name]
         self.job_counts[job.state] -= 1
-        for rec in job.tasks:
+        made = job.tasks.made()
+        self.task_counts[JobState.QUEUED] -= job.total - len(made)  # (a task without a record waits)
+        for rec in made.values():
             self.task_counts[rec.state] -= 1
 
     # ==== routing ===============================================================================
-    def _queue_dispatch(self, job: JobRecord, idxs: List[int]) -> None:
+    def _queue_dispatch(self, job: JobRecord, ranges: List[Range]) -> None:
         pending = self._to_dispatch.get(job.name)
         if pending is None or pending[0] is not job:
-            self._to_dispatch[job.name] = (job, list(idxs))
+            self._to_dispatch[job.name] = (job, list(ranges))
         else:
-            pending[1].extend(idxs)
+            pending[1].extend(ranges)
 
     def flush_dispatch(self) -> None:
         """Move what was released since the last call to the ready queue and route it."""
         if self._to_dispatch:
             pending, self._to_dispatch = self._to_dispatch, {}
-            for job, idxs in pending.values():
-                if idxs and self.jobs.get(job.name) is job:
-                    self.ready.append(ReadyEntry(job, sorted(idxs)))
+            for job, ranges in pending.values():
+                if ranges and self.jobs.get(job.name) is job:
+                    self.ready.append(ReadyEntry(job, merge(ranges)))
         self._route()
 
     def has_pending_dispatch(self) -> bool:
@@ -259,15 +265,15 @@ class Front:
     def _route(self) -> None:
         routing = self.router.route(self.ready, self.links, final=self.partitions_final)
         for d in routing.dispatches:
-            index = d.link.index
-            for idx in d.idxs:
-                d.job.tasks[idx].partition = index
+            placed = d.job.tasks.placed
+            for a, b in d.ranges:
+                placed.assign(a, b, d.link.index)
             d.link.send(d.msg)
         if routing.unroutable:
             now = time.time()
-            for job, idxs, reason in routing.unroutable:
-                for idx in idxs:
-                    if self.jobs.get(job.name) is job and not job.tasks[idx].state.is_final:
+            for job, ranges, reason in routing.unroutable:
+                for idx in indexes(ranges):
+                    if self.jobs.get(job.name) is job and not job.tasks.state(idx).is_final:
                         self._task_final(job, idx, JobState.FAILED, now, None, reason)
 
     # ==== partitions come and go ==================================================================
@@ -293,24 +299,34 @@ class Front:
         running: List[Tuple[JobRecord, int]] = []
         queued: List[ReadyEntry] = []
         for job in self.jobs.values():
-            back = []
-            for idx, rec in enumerate(job.tasks):
-                if rec.partition != link.index or rec.state.is_final:
-                    continue
-                if rec.state is JobState.QUEUED:
-                    rec.partition = -1
-                    back.append(idx)
-                else:
-                    running.append((job, idx))
+            tasks = job.tasks
+            back: List[Range] = []
+            for a, b in tasks.placed.with_value(link.index):
+                made = tasks.made_in(a, b)
+                for idx in made:
+                    state = tasks.state(idx)
+                    if state is not JobState.QUEUED and not state.is_final:
+                        running.append((job, idx))
+                # what it had not started waits again (tasks without a record, or QUEUED ones)
+                waiting = [i for i in made if tasks.state(i) is not JobState.QUEUED]
+                at = a
+                for i in waiting:
+                    if i > at:
+                        back.append((at, i))
+                    at = i + 1
+                if at < b:
+                    back.append((at, b))
+            for a, b in back:
+                tasks.placed.assign(a, b, None)
             if back and not job.state.is_final:
                 queued.append(ReadyEntry(job, back))
         ended = end_left_running(link, running)
         message = f"{reason}; {ended}" if ended else reason
         _log.error("%s (%d running tasks FAILED, %d queued tasks routed again)", message, len(running),
-                   sum(len(e.idxs) for e in queued))
+                   sum(count(e.ranges) for e in queued))
         now = time.time()
         for job, idx in running:
-            if not job.tasks[idx].state.is_final:
+            if not job.tasks.state(idx).is_final:
                 self._task_final(job, idx, JobState.FAILED, now, None, message)
         self.router.requeue_lost(self.ready, queued)
         self.router.links_changed()
@@ -354,10 +370,12 @@ class Front:
         if (it is None) == job.iterative or (it is not None and not job.has_iteration(it)):
             raise InvalidTransition(name, job.state, state, job.history, "no such task")
         idx = job.index(ev.iteration)
+        if job.tasks.partition(idx) != link.index:
+            view = job.tasks.view(idx)
+            raise InvalidTransition(name, view.state, state, view.history_entries(job.submit_time),
+                                    f"the task is not on partition {link.name}")
         rec = job.tasks[idx]
         history = rec.history_entries(job.submit_time)
-        if rec.partition != link.index:
-            raise InvalidTransition(name, rec.state, state, history, f"the task is not on partition {link.name}")
         check_task(name, rec.state, state, history, from_partition=True)
         data = ev.data or {}
         if state is JobState.QUEUED:  # still waiting, with a reason (e.g. the allocation's time)
@@ -399,13 +417,16 @@ class Front:
 
     def _task_final(self, job: JobRecord, idx: int, state: JobState, when: float,
                     runtime: Optional[Dict[str, Any]], message: Optional[str], replay: bool = False) -> None:
-        rec = job.tasks[idx]
         it = job.iteration_of(idx)
+        view = job.tasks.view(idx)
         if not replay:
-            check_task(job.name if it is None else f"{job.name}:{it}", rec.state, state,
-                       rec.history_entries(job.submit_time))
-        elif rec.state.is_final:
+            check_task(job.name if it is None else f"{job.name}:{it}", view.state, state,
+                       view.history_entries(job.submit_time))
+        elif view.state.is_final:
             return
+        rec = job.tasks[idx]
+        if job.tasks.partition(idx) < 0:
+            job.tasks.final_before_dispatch(idx)  # (a ready entry may still hold it: routing skips it)
         self.task_counts[rec.state] -= 1
         self.task_counts[state] += 1
         rec.set_state(state, when, job.submit_time)
@@ -450,8 +471,8 @@ class Front:
 
     def _omit_job(self, job: JobRecord, reason: str, now: float) -> None:
         job.add_message(reason)
-        for idx, rec in enumerate(job.tasks):
-            if not rec.state.is_final:
+        for idx in range(job.total):
+            if not job.tasks.state(idx).is_final:
                 self._task_final(job, idx, JobState.OMITTED, now, None, reason)
 
     def _released(self, rel: Optional[Released]) -> None:
@@ -466,10 +487,10 @@ class Front:
             if not job.state.is_final:
                 self._omit_job(job, reason, now)
         for job, idx in rel.ready_tasks:
-            if not job.tasks[idx].state.is_final:
-                self._queue_dispatch(job, [idx])
+            if not job.tasks.state(idx).is_final:
+                self._queue_dispatch(job, [(idx, idx + 1)])
         for job, idx, reason in rel.omit_tasks:
-            if not job.tasks[idx].state.is_final:
+            if not job.tasks.state(idx).is_final:
                 self._task_final(job, idx, JobState.OMITTED, now, None, reason)
 
     # ==== resume ====================================================================================

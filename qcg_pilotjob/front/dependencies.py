@@ -109,7 +109,7 @@ class Dependencies:
                 out.omit = f"dependency '{dep.name}' is not a known job"
                 return out
             for idx in range(job.total):
-                if job.tasks[idx].state.is_final:
+                if job.tasks.state(idx).is_final:
                     continue
                 it = job.iteration_of(idx)
                 state, problem = self._state(dep.name, it)
@@ -143,7 +143,7 @@ class Dependencies:
                     out.omit_jobs.append((job, f"dependency '{name}' finished {state.name}"))
                 continue
             idx = job.index(it)
-            if job.tasks[idx].state.is_final:
+            if job.tasks.state(idx).is_final:
                 continue
             if state is JobState.SUCCEED:
                 assert job.iter_pending is not None

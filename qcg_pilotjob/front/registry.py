@@ -1,17 +1,23 @@
 """The job registry: every job the front knows, with per-iteration state.
 
-Per-task memory is one small slotted object; histories are built lazily.
+A task costs nothing until something happens to it: :class:`TaskTable` makes its record
+(a small slotted object; its history is built lazily) the first time it is asked for
+one, which the front does when the task starts or ends. Where a job's tasks were sent is
+held as ranges (:class:`.ranges.IntervalMap`). A job of 10,000,000 iterations that waits
+is a few objects.
 """
 
 from __future__ import annotations
 
 import datetime
-from typing import Any, Dict, List, Optional, Tuple
+from bisect import bisect_left, insort
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..jobdesc import JobDescription
 from ..states import JobState
+from .ranges import IntervalMap, Range
 
-__all__ = ["JobRecord", "TaskRecord", "format_rtime", "format_time"]
+__all__ = ["JobRecord", "TaskRecord", "TaskTable", "format_rtime", "format_time"]
 
 
 def format_time(ts: float) -> str:
@@ -25,14 +31,13 @@ def format_rtime(seconds: float) -> str:
 class TaskRecord:
     """One task: a whole job without iterations, or one iteration."""
 
-    __slots__ = ("history", "message", "partition", "runtime", "state")
+    __slots__ = ("history", "message", "runtime", "state")
 
     def __init__(self) -> None:
         self.state = JobState.QUEUED
         self.history: Optional[List[Tuple[float, JobState]]] = None  # None: only the submit entry
         self.runtime: Optional[Dict[str, Any]] = None
         self.message: Optional[str] = None
-        self.partition = -1  # where it was dispatched, -1: not yet
 
     def set_state(self, state: JobState, when: float, submit_time: float) -> None:
         if self.history is None:
@@ -42,6 +47,84 @@ class TaskRecord:
 
     def history_entries(self, submit_time: float) -> List[Tuple[float, JobState]]:
         return self.history if self.history is not None else [(submit_time, JobState.QUEUED)]
+
+
+#: what a task without a record looks like (read only: views and reports show it)
+WAITING = TaskRecord()
+
+
+class TaskTable:
+    """The tasks of one job, by index. ``table[i]`` makes task ``i``'s record when it has
+    none (call it to change the task); :meth:`state` and :meth:`view` read without making
+    one. :attr:`placed` holds the partition each dispatched task went to."""
+
+    __slots__ = ("_made", "_skip", "placed", "total")
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._made: Dict[int, TaskRecord] = {}
+        self.placed = IntervalMap()
+        self._skip: List[int] = []  # sorted: tasks that became final before they were dispatched
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, idx: int) -> TaskRecord:
+        rec = self._made.get(idx)
+        if rec is None:
+            if not 0 <= idx < self.total:
+                raise IndexError(idx)
+            rec = self._made[idx] = TaskRecord()
+        return rec
+
+    def __iter__(self) -> Iterator[TaskRecord]:
+        """Every task's record, made as needed (for jobs whose tasks are all final)."""
+        for idx in range(self.total):
+            yield self[idx]
+
+    def state(self, idx: int) -> JobState:
+        rec = self._made.get(idx)
+        return JobState.QUEUED if rec is None else rec.state
+
+    def view(self, idx: int) -> TaskRecord:
+        """The record to show for task ``idx``: its own, or :data:`WAITING` (do not change it)."""
+        return self._made.get(idx, WAITING)
+
+    def made(self) -> Dict[int, TaskRecord]:
+        return self._made
+
+    def partition(self, idx: int) -> int:
+        """Where task ``idx`` was dispatched (-1: not yet)."""
+        part = self.placed.get(idx)
+        return -1 if part is None else part
+
+    def made_in(self, start: int, stop: int) -> List[int]:
+        """Sorted indexes in ``[start, stop)`` that have a record."""
+        if len(self._made) < stop - start:
+            return sorted(i for i in self._made if start <= i < stop)
+        return [i for i in range(start, stop) if i in self._made]
+
+    def final_before_dispatch(self, idx: int) -> None:
+        """Task ``idx`` became final before it was dispatched (canceled, omitted, restored)."""
+        if not self._skip or self._skip[-1] < idx:
+            self._skip.append(idx)
+        else:
+            insort(self._skip, idx)
+
+    def waiting(self, ranges: List[Range]) -> List[Range]:
+        """The tasks of ``ranges`` neither dispatched nor final."""
+        out: List[Range] = []
+        skip = self._skip
+        for a, b in ranges:
+            for ga, gb in (self.placed.gaps(a, b) if self.placed else [(a, b)]):
+                at = ga
+                for pos in range(bisect_left(skip, ga), bisect_left(skip, gb)):
+                    if skip[pos] > at:
+                        out.append((at, skip[pos]))
+                    at = skip[pos] + 1
+                if at < gb:
+                    out.append((at, gb))
+        return out
 
 
 class JobRecord:
@@ -60,7 +143,7 @@ class JobRecord:
         self.state = JobState.QUEUED
         self.history: List[Tuple[float, JobState]] = [(submit_time, JobState.QUEUED)]
         self.messages: List[str] = []
-        self.tasks: List[TaskRecord] = [TaskRecord() for _ in range(desc.total_iterations)]
+        self.tasks = TaskTable(desc.total_iterations)
         self.finished = 0  # tasks in a final state
         self.failed = 0    # tasks final but not SUCCEED
         self.deps_pending = 0
@@ -73,7 +156,7 @@ class JobRecord:
 
     @property
     def total(self) -> int:
-        return len(self.tasks)
+        return self.tasks.total
 
     def index(self, iteration: Optional[int]) -> int:
         """Position in ``tasks`` of an iteration (None for a job without iterations)."""
@@ -91,7 +174,8 @@ class JobRecord:
         return self.desc.iteration is not None and self.desc.iteration.contains(iteration)
 
     def task(self, iteration: Optional[int]) -> TaskRecord:
-        return self.tasks[self.index(iteration)]
+        """The record of a task, to read (:data:`WAITING` if it has none yet)."""
+        return self.tasks.view(self.index(iteration))
 
     def set_state(self, state: JobState, when: float) -> None:
         self.state = state

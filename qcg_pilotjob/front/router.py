@@ -28,41 +28,28 @@ from typing import Deque, Dict, List, Optional, Sequence, Set, Tuple
 from ..partition.scheduler import unfit_reason
 from ..protocol.messages import DispatchMsg
 from .links import PartitionLink
+from .ranges import Range, count, split
 from .registry import JobRecord
 
-__all__ = ["Dispatch", "ReadyEntry", "Router", "Routing", "index_ranges"]
-
-
-def index_ranges(indexes: Sequence[int]) -> List[Tuple[int, int]]:
-    """Sorted indexes as half-open ranges.
-
-    >>> index_ranges([0, 1, 2, 5, 7, 8])
-    [(0, 3), (5, 6), (7, 9)]
-    """
-    out: List[Tuple[int, int]] = []
-    for i in indexes:
-        if out and out[-1][1] == i:
-            out[-1] = (out[-1][0], i + 1)
-        else:
-            out.append((i, i + 1))
-    return out
+__all__ = ["Dispatch", "ReadyEntry", "Router", "Routing"]
 
 
 class ReadyEntry:
-    """Released tasks of one job not yet sent to a partition (sorted task indexes)."""
+    """Released tasks of one job not yet sent to a partition (sorted, disjoint ranges of
+    task indexes: a job of 10,000,000 iterations is one range)."""
 
-    __slots__ = ("idxs", "job")
+    __slots__ = ("job", "ranges")
 
-    def __init__(self, job: JobRecord, idxs: List[int]) -> None:
+    def __init__(self, job: JobRecord, ranges: List[Range]) -> None:
         self.job = job
-        self.idxs = idxs
+        self.ranges = ranges
 
 
 @dataclass(frozen=True)
 class Dispatch:
     link: PartitionLink
     job: JobRecord
-    idxs: List[int]
+    ranges: List[Range]
     msg: DispatchMsg
 
 
@@ -71,8 +58,8 @@ class Routing:
     """What one routing pass decided."""
 
     dispatches: List[Dispatch] = field(default_factory=list)
-    #: tasks no live partition can run: (job, task indexes, reason)
-    unroutable: List[Tuple[JobRecord, List[int], str]] = field(default_factory=list)
+    #: tasks no live partition can run: (job, ranges of task indexes, reason)
+    unroutable: List[Tuple[JobRecord, List[Range], str]] = field(default_factory=list)
 
 
 class Router:
@@ -126,9 +113,9 @@ class Router:
             if final:
                 while ready:
                     entry = ready.popleft()
-                    idxs = _waiting(entry)
-                    if idxs:
-                        out.unroutable.append((entry.job, idxs, "no live partition is left to run it"))
+                    ranges = _waiting(entry)
+                    if ranges:
+                        out.unroutable.append((entry.job, ranges, "no live partition is left to run it"))
             return out
         if not ready:
             return out
@@ -138,50 +125,52 @@ class Router:
         scanned = pos = 0
         while pos < len(ready) and scanned < self.lookahead:
             entry = ready[pos]
-            idxs = _waiting(entry)
-            if not idxs:
+            ranges = _waiting(entry)
+            if not ranges:
                 del ready[pos]
                 continue
             fits = self.fitting(entry.job, links, live)
             if not fits:  # (partitions were lost) nothing left that can run it
-                out.unroutable.append((entry.job, idxs, "Not enough resources: no live partition can run it"))
+                out.unroutable.append((entry.job, ranges, "Not enough resources: no live partition can run it"))
                 del ready[pos]
                 continue
             link = max(fits, key=lambda lk: lk.credit)
-            take = self._take(entry.job, idxs, link, fits, live, single)
+            waiting = count(ranges)
+            take = self._take(entry.job, waiting, link, fits, live, single)
             if take is None:  # stop here: top-ups go a batch at a time, or no window has room
-                entry.idxs = idxs
+                entry.ranges = ranges
                 break
             if take == 0:
-                entry.idxs = idxs
+                entry.ranges = ranges
                 pos += 1
                 scanned += 1
                 continue
-            chunk, rest = idxs[:take], idxs[take:]
-            out.dispatches.append(self._dispatch(link, entry.job, chunk))
+            chunk, rest = split(ranges, take)
+            out.dispatches.append(self._dispatch(link, entry.job, chunk, take))
             if rest:
-                entry.idxs = rest
+                entry.ranges = rest
             else:
                 del ready[pos]
         return out
 
-    def _take(self, job: JobRecord, idxs: List[int], link: PartitionLink, fits: List[PartitionLink],
+    def _take(self, job: JobRecord, waiting: int, link: PartitionLink, fits: List[PartitionLink],
               live: List[PartitionLink], single: bool) -> Optional[int]:
-        """How many of ``idxs`` go to ``link`` now; 0: skip this entry, None: stop routing."""
+        """How many of the ``waiting`` tasks go to ``link`` now; 0: skip this entry, None:
+        stop routing."""
         res = job.desc.resources
         whole = bool((res.cores and res.cores.scheduler) or (res.nodes and res.nodes.scheduler))
         if single or whole:
-            return len(idxs)
+            return waiting
         weight = self.weight(job, link)
-        take = min(len(idxs), link.credit // weight)
+        take = min(waiting, link.credit // weight)
         others = [lk.credit for lk in fits if lk is not link and lk.credit >= weight]
         if take > 0 and others:
             # not all to the emptiest while another has room too: what is left of the job
             # after this chunk goes to the next one (share alike, or level off)
-            share = max(-(-len(idxs) // (len(others) + 1)), (link.credit - max(others)) // weight)
+            share = max(-(-waiting // (len(others) + 1)), (link.credit - max(others)) // weight)
             take = min(take, share)
         batch = max(1, link.window // (4 * weight))
-        if 0 < take < batch and take < len(idxs) and link.outstanding >= batch * weight:
+        if 0 < take < batch and take < waiting and link.outstanding >= batch * weight:
             # top a busy partition up by a batch at a time: a message per task would cost
             # more than the task (it still has work queued)
             return None
@@ -193,24 +182,23 @@ class Router:
             return 0
         return take
 
-    def _dispatch(self, link: PartitionLink, job: JobRecord, idxs: List[int]) -> Dispatch:
+    def _dispatch(self, link: PartitionLink, job: JobRecord, ranges: List[Range], tasks: int) -> Dispatch:
         weight = self.weight(job, link)
-        link.outstanding += weight * len(idxs)
-        link.dispatched_tasks += len(idxs)
+        link.outstanding += weight * tasks
+        link.dispatched_tasks += tasks
         its: Optional[List[Tuple[int, int]]] = None
         if job.desc.iteration is not None:
             start = job.desc.iteration.start
-            its = [(a + start, b + start) for a, b in index_ranges(idxs)]
-        return Dispatch(link, job, idxs, DispatchMsg(job.desc, job.total, its))
+            its = [(a + start, b + start) for a, b in ranges]
+        return Dispatch(link, job, ranges, DispatchMsg(job.desc, job.total, its))
 
     def requeue_lost(self, ready: Deque[ReadyEntry], back: List[ReadyEntry]) -> None:
         """Tasks a lost partition had not started go back to the head of the queue."""
         ready.extendleft(reversed(back))
 
 
-def _waiting(entry: ReadyEntry) -> List[int]:
-    tasks = entry.job.tasks
-    return [i for i in entry.idxs if tasks[i].partition < 0 and not tasks[i].state.is_final]
+def _waiting(entry: ReadyEntry) -> List[Range]:
+    return entry.job.tasks.waiting(entry.ranges)
 
 
 def new_ready_queue() -> Deque[ReadyEntry]:

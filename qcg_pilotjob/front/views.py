@@ -53,17 +53,18 @@ def _job_messages(job: JobRecord) -> Optional[str]:
 def job_info(job: JobRecord, it: Optional[int], name: str, with_childs: bool) -> Dict[str, Any]:
     """The ``jobInfo`` data of a job (``it`` None) or of one of its iterations."""
     if it is not None:
-        rec = job.task(it)
+        rec = job.tasks.view(job.index(it))
         return {"jobName": name, "status": rec.state.name, **task_fields(rec, job.submit_time, history_text)}
     data: Dict[str, Any] = {"jobName": name, "status": job.state.name}
     if not job.iterative:
-        data.update(task_fields(job.tasks[0], job.submit_time, history_text, _job_messages(job)))
+        data.update(task_fields(job.tasks.view(0), job.submit_time, history_text, _job_messages(job)))
         return data
     data["iterations"] = job.iterations_view()
     data["history"] = history_text(job.history)
     if with_childs:
         childs = []
-        for idx, rec in enumerate(job.tasks):
+        for idx in range(job.total):
+            rec = job.tasks.view(idx)
             child: Dict[str, Any] = {"iteration": job.iteration_of(idx), "state": rec.state.name}
             fields = task_fields(rec, job.submit_time, history_text)
             del fields["history"]
@@ -79,7 +80,7 @@ def job_info(job: JobRecord, it: Optional[int], name: str, with_childs: bool) ->
 def report_entry(job: JobRecord, idx: Optional[int]) -> Dict[str, Any]:
     """The report record of a finished iteration (``idx``) or of a finished job (None)."""
     if idx is not None:
-        rec = job.tasks[idx]
+        rec = job.tasks.view(idx)
         return {"name": f"{job.name}:{job.iteration_of(idx)}", "state": rec.state.name,
                 **task_fields(rec, job.submit_time, history_list)}
     entry: Dict[str, Any] = {"name": job.name, "state": job.state.name}
@@ -90,7 +91,7 @@ def report_entry(job: JobRecord, idx: Optional[int]) -> Dict[str, Any]:
         if msgs:
             entry["messages"] = msgs
     else:
-        entry.update(task_fields(job.tasks[0], job.submit_time, history_list))
+        entry.update(task_fields(job.tasks.view(0), job.submit_time, history_list))
         msgs = _job_messages(job)
         if msgs:  # a job's own messages first (they include its task's)
             entry["messages"] = msgs
@@ -107,8 +108,8 @@ def job_list(jobs: Dict[str, JobRecord]) -> Dict[str, Any]:
         entry: Dict[str, Any] = {"status": job.state.name}
         if job.messages:
             entry["messages"] = "; ".join(job.messages)
-        elif not job.iterative and job.tasks[0].message:
-            entry["messages"] = job.tasks[0].message
+        elif not job.iterative and job.tasks.view(0).message:
+            entry["messages"] = job.tasks.view(0).message
         out[name] = entry
     return {"length": len(out), "jobs": out}
 

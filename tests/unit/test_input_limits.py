@@ -170,11 +170,11 @@ def test_regression_wall_time_overflow_is_a_field_error(h):
 
 
 def test_regression_tasks_per_submit(h, monkeypatch):
-    resp = h.submit(job("many", iterations=10 ** 7))
-    assert resp == {"code": 1, "message": f"job 'many': iteration: one submit may hold at most "
+    resp = h.submit(job("many", iterations=6 * 10 ** 7), job("more", iterations=6 * 10 ** 7))
+    assert resp == {"code": 1, "message": f"job 'more': iteration: one submit may hold at most "
                                           f"{MAX_TASKS_PER_SUBMIT} tasks (iterations of all its jobs); "
-                                          f"with this job it holds {10 ** 7}"}
-    assert MAX_TASKS_PER_SUBMIT == 1_000_000
+                                          f"with this job it holds {12 * 10 ** 7}"}
+    assert MAX_TASKS_PER_SUBMIT == 100_000_000
     monkeypatch.setattr("qcg_pilotjob.front.requests.MAX_TASKS_PER_SUBMIT", 1000)
     half = 500
     resp = h.submit(job("a"), job("b", iterations=half), job("c", iterations=half))
@@ -182,6 +182,9 @@ def test_regression_tasks_per_submit(h, monkeypatch):
     assert h.front.jobs == {} and h.dispatched() == []  # all or nothing
     assert h.submit(job("b", iterations=half), job("c", iterations=half))["code"] == 0
     assert h.front.task_counts[h.front.jobs["b"].state] == 2 * half
+    monkeypatch.undo()
+    assert h.submit(job("many", iterations=10 ** 8))["code"] == 0  # (a waiting job costs O(1))
+    assert h.dispatched()[-1] == ("many", [(0, 10 ** 8)])
 
 
 def test_regression_jobs_per_submit(h, monkeypatch):

@@ -7,6 +7,7 @@ from collections import deque
 from typing import Any, Deque, Dict, List, Optional
 
 from qcg_pilotjob.front.links import PartitionLink
+from qcg_pilotjob.front.ranges import count
 from qcg_pilotjob.front.registry import JobRecord
 from qcg_pilotjob.front.router import ReadyEntry, Router
 from qcg_pilotjob.jobdesc import JobDescription
@@ -34,7 +35,7 @@ def links(*specs: str) -> List[PartitionLink]:
 
 
 def ready_of(*jobs: JobRecord) -> Deque[ReadyEntry]:
-    return deque(ReadyEntry(job, list(range(job.total))) for job in jobs)
+    return deque(ReadyEntry(job, [(0, job.total)]) for job in jobs)
 
 
 def routed(router: Router, ready: Deque[ReadyEntry], lks: List[PartitionLink], final: bool = False
@@ -43,20 +44,20 @@ def routed(router: Router, ready: Deque[ReadyEntry], lks: List[PartitionLink], f
     out: Dict[str, int] = {}
     routing = router.route(ready, lks, final=final)
     for d in routing.dispatches:
-        for idx in d.idxs:
-            d.job.tasks[idx].partition = d.link.index
-        out[d.link.name] = out.get(d.link.name, 0) + len(d.idxs)
+        for a, b in d.ranges:
+            d.job.tasks.placed.assign(a, b, d.link.index)
+        out[d.link.name] = out.get(d.link.name, 0) + count(d.ranges)
     return out
 
 
-def finish(job: JobRecord, link: PartitionLink, count: int, router: Router) -> None:
-    """``count`` tasks of ``job`` on ``link`` end (what the front does on final events)."""
+def finish(job: JobRecord, link: PartitionLink, n: int, router: Router) -> None:
+    """``n`` tasks of ``job`` on ``link`` end (what the front does on final events)."""
     done = 0
-    for rec in job.tasks:
-        if done == count:
+    for idx in range(job.total):
+        if done == n:
             break
-        if rec.partition == link.index and not rec.state.is_final:
-            rec.state = JobState.SUCCEED
+        if job.tasks.partition(idx) == link.index and not job.tasks.state(idx).is_final:
+            job.tasks[idx].state = JobState.SUCCEED
             link.outstanding -= router.known_weight(job.name)
             done += 1
 
@@ -78,7 +79,7 @@ def test_windows_keep_the_rest_in_the_front() -> None:
     router, lks = Router(), links("2", "2")
     ready = ready_of(record("a", 1000))
     assert routed(router, ready, lks) == {"p0": 64, "p1": 64}
-    assert sum(len(e.idxs) for e in ready) == 1000 - 128
+    assert sum(count(e.ranges) for e in ready) == 1000 - 128
     assert all(lk.credit == 0 for lk in lks)
 
 
@@ -127,7 +128,7 @@ def test_nothing_routed_without_partitions_until_one_joins() -> None:
     router = Router()
     ready = ready_of(record("a", 10))
     assert routed(router, ready, []) == {}
-    assert sum(len(e.idxs) for e in ready) == 10
+    assert sum(count(e.ranges) for e in ready) == 10
     lks = links("4")
     assert routed(router, ready, lks) == {"p0": 10}
 
@@ -155,13 +156,13 @@ def test_lost_partition_tasks_requeued_at_the_head() -> None:
     job, other = record("a", 200), record("b", 10)
     ready = ready_of(job, other)
     routed(router, ready, lks)
-    on_lost = [i for i, rec in enumerate(job.tasks) if rec.partition == 1]
-    for i in on_lost:
-        job.tasks[i].partition = -1
+    on_lost = job.tasks.placed.with_value(1)
+    for a, b in on_lost:
+        job.tasks.placed.assign(a, b, None)
     lks[1].lost = True
     lks[1].outstanding = 0
     router.requeue_lost(ready, [ReadyEntry(job, on_lost)])
-    assert ready[0].idxs == on_lost
+    assert ready[0].ranges == on_lost
     router.links_changed()
     lks[0].outstanding = 0
     out = routed(router, ready, lks)
@@ -174,7 +175,7 @@ def test_no_live_partition_left_makes_waiting_work_unroutable_only_when_final() 
     ready = ready_of(record("a", 3))
     assert router.route(ready, lks).unroutable == []
     routing = router.route(ready, lks, final=True)
-    assert [(j.name, idxs) for j, idxs, _ in routing.unroutable] == [("a", [0, 1, 2])]
+    assert [(j.name, ranges) for j, ranges, _ in routing.unroutable] == [("a", [(0, 3)])]
     assert "no live partition" in routing.unroutable[0][2]
 
 
@@ -191,6 +192,6 @@ def test_dispatch_carries_iteration_ranges_with_the_start() -> None:
     router, lks = Router(), links("4")
     job = JobRecord(JobDescription.from_dict({"name": "r", "execution": {"exec": "true"},
                                               "iteration": {"start": 10, "stop": 15}}), time.time(), 1)
-    ready: Deque[ReadyEntry] = deque([ReadyEntry(job, [0, 1, 3, 4])])
+    ready: Deque[ReadyEntry] = deque([ReadyEntry(job, [(0, 2), (3, 5)])])
     routing = router.route(ready, lks)
     assert routing.dispatches[0].msg.iterations == [(10, 12), (13, 15)]

@@ -64,7 +64,7 @@ class Two:
 
     def where(self, name: str, it: Optional[int] = None) -> PartitionLink:
         job = self.front.jobs[name]
-        return self.links[job.task(it).partition]
+        return self.links[job.tasks.partition(job.index(it))]
 
     def event(self, link: PartitionLink, name: str, it: Optional[int], state: Any) -> None:
         self.front.on_message(link, TaskEventsMsg([TaskEvent(name, it, int(state), time.time())], 0))
