@@ -16,13 +16,22 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..jobdesc import JobDescription
-from ..protocol.messages import CancelMsg, ForgetMsg, Message, NodeLostMsg, StoppedMsg, TaskEvent, TaskEventsMsg
+from ..protocol.messages import (
+    CancelMsg,
+    ForgetMsg,
+    Message,
+    NodeLostMsg,
+    StoppedMsg,
+    TaskEvent,
+    TaskEventsMsg,
+    TasksEndedMsg,
+)
 from ..resources import ResourcePool
 from ..states import JobState
 from .dependencies import Dependencies, Released
-from .journal import Journal, Replay, replayable_jobs
+from .journal import ENDED, Journal, Replay, replayable_jobs
 from .links import PartitionLink, end_left_running
-from .ranges import Range, as_ranges, count, indexes, merge
+from .ranges import Range, as_ranges, count, indexes, merge, subtract
 from .registry import JobRecord
 from .reports import LineWriter, format_report
 from .requests import Requests, Response
@@ -36,7 +45,9 @@ _log = logging.getLogger(__name__)
 
 Publish = Callable[[str, Dict[str, Any]], None]
 _STATES: Dict[Any, JobState] = {int(s): s for s in JobState}
-Restored = Dict[Tuple[str, Optional[int]], Dict[str, Any]]
+Restored = Dict[Tuple[str, Any], Any]
+#: iterations ended together that still get a report line each (past it: none, see _end_together)
+REPORT_EACH_ENDED = 10_000
 
 
 class Front:
@@ -174,12 +185,17 @@ class Front:
             found = [(idx, restored.get((job.name, job.iteration_of(idx)))) for idx in range(job.total)]
         else:  # (a big job, few ends on record: look up those, not every iteration)
             found = sorted((job.index(it), rec) for (name, it), rec in restored.items()
-                           if name == job.name and (it is None) != job.iterative
-                           and (it is None or job.has_iteration(it)))
+                           if name == job.name and (it is None or isinstance(it, int))
+                           and (it is None) != job.iterative and (it is None or job.has_iteration(it)))
         for idx, rec in found:
             if rec is not None:
                 self._task_final(job, idx, JobState.parse(rec["s"]), float(rec.get("w", time.time())),
                                  rec.get("r"), rec.get("m"), replay=True)
+        for rec in restored.get((job.name, ENDED), ()):  # iterations that ended together
+            pairs = [r for r in rec["r"] if isinstance(r, list) and len(r) == 2 and all(type(x) is int for x in r)]
+            ranges = job.tasks.waiting(merge((a, b) for a, b in pairs if 0 <= a < b <= job.total))
+            self._end_together(job, ranges, JobState.parse(rec["s"]), float(rec.get("w", time.time())),
+                               rec.get("m"), replay=True)
 
     def _resolve(self, job: JobRecord) -> None:
         res = self.deps.resolve(job)
@@ -216,9 +232,12 @@ class Front:
         job.cancel_requested = True
         # every partition holding one of its tasks that is not final cancels them all
         parts = sorted({part for a, b, part in tasks.placed.items()
-                        if any(not tasks.state(i).is_final for i in range(a, b))})
-        for idx in list(indexes(tasks.waiting([(0, job.total)]))):  # (ready entries skip them)
-            self._task_final(job, idx, JobState.CANCELED, now, None, "canceled by user")
+                        if sum(tasks.state(i).is_final for i in tasks.made_in(a, b)) < b - a})
+        waiting = tasks.waiting([(0, job.total)])  # (ready entries skip them from now on)
+        if job.iterative:
+            self._end_together(job, waiting, JobState.CANCELED, now, "canceled by user")
+        elif waiting:
+            self._task_final(job, 0, JobState.CANCELED, now, None, "canceled by user")
         for part in parts:
             self.links[part].send(CancelMsg(job.name, None))
 
@@ -347,6 +366,14 @@ class Front:
                     _log.warning("partition %s: event ignored: %s", link.name, exc)
             self.flush_dispatch()
             self.on_change()
+        elif isinstance(msg, TasksEndedMsg):
+            try:
+                self._tasks_ended(link, msg)
+            except InvalidTransition as exc:
+                self.invalid_events += 1
+                _log.warning("partition %s: ended tasks ignored: %s", link.name, exc)
+            self.flush_dispatch()
+            self.on_change()
         elif isinstance(msg, StoppedMsg):
             link.stopped = True
             self.on_change()
@@ -390,6 +417,75 @@ class Front:
                 if key in data:
                     runtime[key] = data[key]
             self._task_final(job, idx, state, ev.time, runtime or None, data.get("message"))
+
+    def _tasks_ended(self, link: PartitionLink, msg: TasksEndedMsg) -> None:
+        """Queued iterations the partition ended together (checked like single events)."""
+        job = self.jobs.get(msg.job)
+        if job is None:
+            return  # removed meanwhile
+        state = _STATES.get(msg.state)
+        if state is None or not state.is_final:
+            raise InvalidTransition(msg.job, JobState.QUEUED, JobState.QUEUED, (),
+                                    f"{msg.state!r} is not a final task state")
+        its = job.desc.iteration
+        if its is None:
+            raise InvalidTransition(msg.job, job.state, state, job.history, "the job has no iterations")
+        tasks = job.tasks
+        ranges: List[Range] = []
+        for a, b in msg.iterations:
+            name = f"{msg.job}:{a}..{b - 1}"
+            if not its.start <= a < b <= its.stop:
+                raise InvalidTransition(name, job.state, state, job.history, "no such tasks")
+            if not tasks.placed.holds(a - its.start, b - its.start, link.index):
+                raise InvalidTransition(name, job.state, state, job.history,
+                                        f"the tasks are not on partition {link.name}")
+            ranges.append((a - its.start, b - its.start))
+        made = [i for a, b in ranges for i in tasks.made_in(a, b)]
+        started = [i for i in made if tasks.state(i) is not JobState.QUEUED]
+        if started:
+            view = tasks.view(started[0])
+            raise InvalidTransition(f"{msg.job}:{job.iteration_of(started[0])}", view.state, state,
+                                    view.history_entries(job.submit_time), "the task had started")
+        for idx in made:  # (a record that says why it waits)
+            link.outstanding -= self.router.known_weight(job.name)
+            self._task_final(job, idx, state, msg.time, None, msg.message)
+        self._end_together(job, subtract(ranges, made), state, msg.time, msg.message, link)
+
+    def _end_together(self, job: JobRecord, ranges: List[Range], state: JobState, when: float,
+                      message: Optional[str], link: Optional[PartitionLink] = None, replay: bool = False) -> None:
+        """Iterations of ``job`` in ``ranges`` that never started end in ``state`` at once: one
+        shared record and one journal line. Up to :data:`REPORT_EACH_ENDED` of them get a
+        report line and a status event each, as usual; past that none (the job's own report
+        line counts them), so that ending 10,000,000 of them is O(1)."""
+        n = count(ranges)
+        if n == 0:
+            return
+        job.tasks.end_together(ranges, state, when, message, job.submit_time)
+        if link is not None:
+            link.outstanding -= self.router.known_weight(job.name) * n
+        self.task_counts[JobState.QUEUED] -= n
+        self.task_counts[state] += n
+        job.finished += n
+        if state is not JobState.SUCCEED:
+            job.failed += n
+        self.tasks_done += n
+        if not replay and not (self.stopping and state in (JobState.CANCELED, JobState.OMITTED)):
+            self.journal.record("ended", j=job.name, r=[list(r) for r in ranges], s=state.name, w=when,
+                                m=message)
+        if not replay and n <= REPORT_EACH_ENDED:  # (a few: a report line and an event each, as usual)
+            for idx in indexes(ranges):
+                if self.report.enabled:
+                    self.report.write(format_report(report_entry(job, idx), self.report_format))
+                if self._publish is not None:
+                    self._publish("IFI", {"job": job.name, "it": job.iteration_of(idx), "state": state.name})
+        waited = self.deps.iterations_waited(job.name)
+        if waited:  # (only the iterations somebody waits for: not every one of the ranges)
+            offset = job.index(waited[0]) - waited[0]
+            for it in waited:
+                if any(a <= it + offset < b for a, b in ranges):
+                    self._released(self.deps.wake((job.name, it), state))
+        if job.finished == job.total:
+            self._job_final(job, when, replay)
 
     def _executing(self, job: JobRecord, idx: int, it: Optional[int], when: float, data: Dict[str, Any]) -> None:
         rec = job.tasks[idx]
@@ -471,8 +567,16 @@ class Front:
 
     def _omit_job(self, job: JobRecord, reason: str, now: float) -> None:
         job.add_message(reason)
-        for idx in range(job.total):
-            if not job.tasks.state(idx).is_final:
+        tasks = job.tasks
+        if job.iterative:
+            self._end_together(job, tasks.waiting([(0, job.total)]), JobState.OMITTED, now, reason)
+        # what is left: tasks with a record, and tasks sent to a partition
+        left = {i for i, rec in tasks.made().items() if not rec.state.is_final}
+        left.update(i for a, b, _ in tasks.placed.items() for i in range(a, b))
+        if not job.iterative:
+            left.add(0)
+        for idx in sorted(left):
+            if not tasks.state(idx).is_final:
                 self._task_final(job, idx, JobState.OMITTED, now, None, reason)
 
     def _released(self, rel: Optional[Released]) -> None:

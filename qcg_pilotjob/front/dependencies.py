@@ -10,7 +10,7 @@ waits for iteration *i* of ``a``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..jobdesc import JobDescription
 from ..states import JobState
@@ -72,6 +72,7 @@ class Dependencies:
     def __init__(self, lookup: Lookup) -> None:
         self.lookup = lookup
         self.waiters: Dict[Key, List[Tuple[JobRecord, Optional[int]]]] = {}
+        self._iteration_keys: Dict[str, Set[int]] = {}  # per job: its iterations someone waits for
 
     def _state(self, name: str, iteration: Optional[int]) -> Tuple[Optional[JobState], str]:
         target = self.lookup(name)
@@ -98,7 +99,7 @@ class Dependencies:
                     out.omit = f"dependency '{dep}' finished {state.name}"
                     return out
                 continue
-            self.waiters.setdefault((dep.name, dep.iteration), []).append((job, None))
+            self._wait((dep.name, dep.iteration), job, None)
             job.deps_pending += 1
         per_iter = [d for d in job.desc.dependencies if d.per_iteration]
         if not per_iter:
@@ -119,9 +120,22 @@ class Dependencies:
                     if state is not JobState.SUCCEED:
                         out.omit_tasks.append((idx, f"dependency '{dep.name}:{it}' finished {state.name}"))
                 else:
-                    self.waiters.setdefault((dep.name, it), []).append((job, it))
+                    self._wait((dep.name, it), job, it)
                     job.iter_pending[idx] += 1
         return out
+
+    def _wait(self, key: Key, job: JobRecord, iteration: Optional[int]) -> None:
+        """``job`` (or its ``iteration``) waits for ``key``."""
+        waiting = self.waiters.get(key)
+        if waiting is None:
+            waiting = self.waiters[key] = []
+            if key[1] is not None:
+                self._iteration_keys.setdefault(key[0], set()).add(key[1])
+        waiting.append((job, iteration))
+
+    def iterations_waited(self, name: str) -> List[int]:
+        """The iterations of job ``name`` that other jobs wait for one by one (sorted)."""
+        return sorted(self._iteration_keys.get(name, ()))
 
     def wake(self, key: Key, state: JobState) -> Optional[Released]:
         """``key`` (a job, or one of its iterations) reached the final ``state``; None if
@@ -129,6 +143,11 @@ class Dependencies:
         waiting = self.waiters.pop(key, None)
         if not waiting:
             return None
+        if key[1] is not None:
+            left = self._iteration_keys[key[0]]
+            left.discard(key[1])
+            if not left:
+                del self._iteration_keys[key[0]]
         out = Released()
         name = f"{key[0]}:{key[1]}" if key[1] is not None else key[0]
         for job, it in waiting:

@@ -23,7 +23,7 @@ from ..errors import ResumeError
 from ..jobdesc import JobDescription
 from .reports import LineWriter
 
-__all__ = ["JOURNAL_NAME", "Journal", "Replay", "find_aux_dir", "read_journal", "replayable_jobs"]
+__all__ = ["ENDED", "JOURNAL_NAME", "Journal", "Replay", "find_aux_dir", "read_journal", "replayable_jobs"]
 
 _log = logging.getLogger(__name__)
 
@@ -39,7 +39,10 @@ class Journal:
         self.writer.write(json.dumps(fields, separators=(",", ":"), default=str) + "\n")
 
 
-Finals = Dict[Tuple[str, Optional[int]], Dict[str, Any]]
+#: per (job, iteration) its final record; (job, ENDED) lists the records of iterations that
+#: ended together
+Finals = Dict[Tuple[str, Any], Any]
+ENDED = "ended"
 
 
 @dataclass
@@ -119,6 +122,10 @@ def read_journal(aux_dir: str) -> Replay:
                 if target is not None:
                     target[(rec["j"], rec.get("i"))] = rec
                 replay.running.pop((rec["j"], rec.get("i")), None)
+            elif kind == ENDED:
+                target = current.get(rec["j"])
+                if target is not None and isinstance(rec.get("r"), list):
+                    target.setdefault((rec["j"], ENDED), []).append(rec)
             elif kind == "remove":
                 replay.steps.append(("remove", rec["jobs"], {}))
                 for name in rec["jobs"]:

@@ -99,6 +99,23 @@ class IntervalMap:
             out.append((at, stop))
         return out
 
+    def holds(self, start: int, stop: int, value: int) -> bool:
+        """Whether all of ``[start, stop)`` has ``value``.
+
+        >>> m = IntervalMap(); m.assign(0, 4, 1); m.assign(4, 8, 1); m.assign(8, 9, 2)
+        >>> m.holds(1, 8, 1), m.holds(1, 9, 1), m.holds(8, 9, 2)
+        (True, False, True)
+        """
+        pos = bisect_right(self._starts, start) - 1
+        at = start
+        while at < stop:
+            if pos < 0 or pos >= len(self._starts) or self._starts[pos] > at or self._stops[pos] <= at \
+                    or self._values[pos] != value:
+                return False
+            at = self._stops[pos]
+            pos += 1
+        return True
+
     def with_value(self, value: int) -> List[Range]:
         return [(a, b) for a, b, v in zip(self._starts, self._stops, self._values) if v == value]
 

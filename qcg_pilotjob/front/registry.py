@@ -56,15 +56,19 @@ WAITING = TaskRecord()
 class TaskTable:
     """The tasks of one job, by index. ``table[i]`` makes task ``i``'s record when it has
     none (call it to change the task); :meth:`state` and :meth:`view` read without making
-    one. :attr:`placed` holds the partition each dispatched task went to."""
+    one. :attr:`placed` holds the partition each dispatched task went to; :attr:`ended`
+    the tasks that never started and were ended together (a canceled or omitted job): each
+    range points to one shared record in :attr:`bulk`."""
 
-    __slots__ = ("_made", "_skip", "placed", "total")
+    __slots__ = ("_made", "_skip", "bulk", "ended", "placed", "total")
 
     def __init__(self, total: int) -> None:
         self.total = total
         self._made: Dict[int, TaskRecord] = {}
         self.placed = IntervalMap()
         self._skip: List[int] = []  # sorted: tasks that became final before they were dispatched
+        self.ended = IntervalMap()
+        self.bulk: List[TaskRecord] = []
 
     def __len__(self) -> int:
         return self.total
@@ -74,21 +78,49 @@ class TaskTable:
         if rec is None:
             if not 0 <= idx < self.total:
                 raise IndexError(idx)
-            rec = self._made[idx] = TaskRecord()
+            rec = TaskRecord()
+            shown = self.view(idx)
+            if shown is not WAITING:  # (ended together: it gets a copy of the shared record)
+                rec.state, rec.message = shown.state, shown.message
+                rec.history = list(shown.history_entries(0.0))
+            self._made[idx] = rec
         return rec
 
     def __iter__(self) -> Iterator[TaskRecord]:
-        """Every task's record, made as needed (for jobs whose tasks are all final)."""
+        """Every task's record to read (see :meth:`view`)."""
         for idx in range(self.total):
-            yield self[idx]
+            yield self.view(idx)
+
+    def count_state(self, state: JobState) -> int:
+        """Tasks in ``state`` among those with a record or ended together."""
+        made = sum(1 for rec in self._made.values() if rec.state is state)
+        return made + sum(b - a for a, b, pos in self.ended.items() if self.bulk[pos].state is state)
 
     def state(self, idx: int) -> JobState:
-        rec = self._made.get(idx)
-        return JobState.QUEUED if rec is None else rec.state
+        return self.view(idx).state
 
     def view(self, idx: int) -> TaskRecord:
-        """The record to show for task ``idx``: its own, or :data:`WAITING` (do not change it)."""
-        return self._made.get(idx, WAITING)
+        """The record to show for task ``idx``: its own, the shared one of the tasks ended
+        with it, or :data:`WAITING` (do not change it)."""
+        rec = self._made.get(idx)
+        if rec is not None:
+            return rec
+        if self.ended:
+            pos = self.ended.get(idx)
+            if pos is not None:
+                return self.bulk[pos]
+        return WAITING
+
+    def end_together(self, ranges: List[Range], state: JobState, when: float, message: Optional[str],
+                     submit_time: float) -> None:
+        """Tasks of ``ranges`` (no record, never started) end in ``state`` with one shared record."""
+        rec = TaskRecord()
+        rec.set_state(state, when, submit_time)
+        rec.message = message
+        self.bulk.append(rec)
+        for a, b in ranges:
+            self.placed.assign(a, b, None)
+            self.ended.assign(a, b, len(self.bulk) - 1)
 
     def made(self) -> Dict[int, TaskRecord]:
         return self._made
@@ -104,6 +136,13 @@ class TaskTable:
             return sorted(i for i in self._made if start <= i < stop)
         return [i for i in range(start, stop) if i in self._made]
 
+    def _open(self, a: int, b: int) -> List[Range]:
+        """The parts of ``[a, b)`` neither dispatched nor ended together."""
+        gaps = self.placed.gaps(a, b) if self.placed else [(a, b)]
+        if self.ended:
+            gaps = [g for ga, gb in gaps for g in self.ended.gaps(ga, gb)]
+        return gaps
+
     def final_before_dispatch(self, idx: int) -> None:
         """Task ``idx`` became final before it was dispatched (canceled, omitted, restored)."""
         if not self._skip or self._skip[-1] < idx:
@@ -116,7 +155,7 @@ class TaskTable:
         out: List[Range] = []
         skip = self._skip
         for a, b in ranges:
-            for ga, gb in (self.placed.gaps(a, b) if self.placed else [(a, b)]):
+            for ga, gb in self._open(a, b):
                 at = ga
                 for pos in range(bisect_left(skip, ga), bisect_left(skip, gb)):
                     if skip[pos] > at:
@@ -189,9 +228,9 @@ class JobRecord:
             return JobState.CANCELED
         if self.failed == 0:
             return JobState.SUCCEED
-        if all(r.state is JobState.OMITTED for r in self.tasks):
+        if self.tasks.count_state(JobState.OMITTED) == self.total:
             return JobState.OMITTED
-        if all(r.state is JobState.CANCELED for r in self.tasks):  # e.g. all stopped by the service's end
+        if self.tasks.count_state(JobState.CANCELED) == self.total:  # e.g. all stopped by the service's end
             return JobState.CANCELED
         return JobState.FAILED
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import ResourceError
 from ..protocol.messages import (
@@ -23,6 +23,7 @@ from ..protocol.messages import (
     StoppedMsg,
     TaskEvent,
     TaskEventsMsg,
+    TasksEndedMsg,
 )
 from ..resources import ResourcePool
 from ..states import JobState
@@ -130,10 +131,11 @@ class PartitionManager:
 
     def _dispatch(self, msg: DispatchMsg) -> None:
         if self._stopping:
-            its = [i for a, b in msg.iterations for i in range(a, b)] if msg.iterations else [None]
-            for it in its:
-                self._event(msg.desc.name, it, JobState.CANCELED,
-                            {"message": "the service is finishing; the task was not started"})
+            message = "the service is finishing; the task was not started"
+            if msg.iterations:
+                self._ended(msg.desc.name, list(msg.iterations), JobState.CANCELED, message)
+            else:
+                self._event(msg.desc.name, None, JobState.CANCELED, {"message": message})
             return
         spec = self.specs.get(msg.desc.name)
         if spec is None:
@@ -143,9 +145,11 @@ class PartitionManager:
         self._kick()
 
     def _cancel(self, msg: CancelMsg) -> None:
-        removed = self.scheduler.cancel(msg.job, msg.iterations)
-        for it in removed:
-            self._event(msg.job, it, JobState.CANCELED, {"message": "canceled before it started"})
+        if msg.iterations is None:
+            self._cancel_queued(msg.job, "canceled before it started")
+        else:
+            for it in self.scheduler.cancel(msg.job, msg.iterations):
+                self._event(msg.job, it, JobState.CANCELED, {"message": "canceled before it started"})
         if msg.iterations is None:
             keys = [k for k in self.executor.running if k[0] == msg.job]
         else:
@@ -224,6 +228,18 @@ class PartitionManager:
             self._flush_pending = True
             self.loop.call_soon(self._flush)
 
+    def _cancel_queued(self, job: str, message: str) -> None:
+        """Every queued task of ``job`` is CANCELED: its iterations in one message of ranges."""
+        single, ranges = self.scheduler.cancel_job(job)
+        if single:
+            self._event(job, None, JobState.CANCELED, {"message": message})
+        if ranges:
+            self._ended(job, ranges, JobState.CANCELED, message)
+
+    def _ended(self, job: str, ranges: List[Tuple[int, int]], state: JobState, message: str) -> None:
+        self._flush()  # (the events before it go first)
+        self.send(TasksEndedMsg(job, ranges, int(state), time.time(), message))
+
     def _flush(self) -> None:
         self._flush_pending = False
         if self._events:
@@ -238,8 +254,7 @@ class PartitionManager:
             spec = self.specs[name]
             message = (self.scheduler.time_reason(spec) if self.scheduler.is_time_blocked(name)
                        else "the service finished before the task started")
-            for it in self.scheduler.cancel(name, None):
-                self._event(name, it, JobState.CANCELED, {"message": message})
+            self._cancel_queued(name, message)
         self.executor.stop_all(STOP_SHUTDOWN)
         await self.executor.wait_idle()
         self.executor.close()

@@ -368,6 +368,31 @@ class Scheduler:
         return removed
 
 
+    def cancel_job(self, name: str) -> Tuple[bool, List[Tuple[int, int]]]:
+        """Remove every queued task of job ``name``: whether its task without iterations was
+        queued, and the iteration ranges that were (ranges: 10,000,000 queued iterations are
+        a few pairs, not a list)."""
+        single = False
+        out: List[Tuple[int, int]] = []
+        for seq in list(self._by_job.get(name, ())):
+            entry = self._queue[seq]
+            for start, stop in entry.ranges:
+                if start == -1:
+                    single = True
+                    continue
+                for it in sorted(i for i in entry.cancelled if start <= i < stop):
+                    if it > start:
+                        out.append((start, it))
+                    start = it + 1
+                if start < stop:
+                    out.append((start, stop))
+            entry.ranges.clear()
+            entry.cancelled.clear()
+            self._drop(entry)
+        self.queued_tasks -= int(single) + sum(b - a for a, b in out)
+        return single, out
+
+
 def unfit_reason(pool: ResourcePool, desc: JobDescription, iter_total: int, with_gpus: bool = True) -> Optional[str]:
     """Why ``desc`` can never run on ``pool`` (checked for its first iteration), or None.
     ``with_gpus=False`` checks only the numbers of cores and nodes."""

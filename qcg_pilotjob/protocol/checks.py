@@ -52,6 +52,7 @@ from .messages import (
     StoppedMsg,
     TaskEvent,
     TaskEventsMsg,
+    TasksEndedMsg,
 )
 
 __all__ = ["FIELDS", "Check", "Invalid", "build"]
@@ -367,6 +368,8 @@ FIELDS: Dict[Type[Message], Tuple[Tuple[str, Check], ...]] = {
                   ("iterations", iteration_ranges)),
     TaskEventsMsg: (("events", task_events), ("used_cores", count)),
     CancelMsg: (("job", name), ("iterations", optional(list_of(opt_integer)))),
+    TasksEndedMsg: (("job", name), ("iterations", nonempty(iteration_ranges)), ("state", state),
+                    ("time", number(0)), ("message", text)),
     ForgetMsg: (("jobs", list_of(name)),),
     ShutdownMsg: (("reason", text),),
     StoppedMsg: (),

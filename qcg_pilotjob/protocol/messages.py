@@ -36,6 +36,7 @@ __all__ = [
     "StoppedMsg",
     "TaskEvent",
     "TaskEventsMsg",
+    "TasksEndedMsg",
 ]
 
 #: Bumped on every incompatible change; checked when a partition registers.
@@ -151,6 +152,20 @@ class NodeLostMsg(Message):
 
     TYPE: ClassVar[int] = 10
     node: str
+
+
+@dataclass(frozen=True)
+class TasksEndedMsg(Message):
+    """Partition -> front: iterations of ``job`` that never started ended together in
+    ``state`` (canceled in the queue, or at the service's end): ranges, not an event per
+    iteration, so ending 10,000,000 queued iterations is one message."""
+
+    TYPE: ClassVar[int] = 11
+    job: str
+    iterations: List[Tuple[int, int]]
+    state: int
+    time: float
+    message: str = ""
 
 
 # --- partition <-> node agent ------------------------------------------------------------------

@@ -34,6 +34,7 @@ from qcg_pilotjob.protocol.messages import (
     StoppedMsg,
     TaskEvent,
     TaskEventsMsg,
+    TasksEndedMsg,
 )
 
 RAW = {
@@ -51,6 +52,7 @@ PLAIN = JobDescription.from_dict({"name": "x", "execution": {"script": "echo"}})
 #: At least one valid message of every type (used by test_codec_validation too).
 SAMPLES: List[Message] = [
     DispatchMsg(ITERATED, 8, [(1, 3), (5, 9)]),
+    TasksEndedMsg("a", [(0, 10_000_000), (10_000_001, 10_000_005)], 6, 1.5, "canceled before it started"),
     DispatchMsg(PLAIN, 1, None),
     TaskEventsMsg([
         TaskEvent("a", None, 3, 1.5, {"allocation": "n0[0]", "wd": "/w", "pid": 42}),
