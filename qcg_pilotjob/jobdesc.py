@@ -1,8 +1,7 @@
 """Job descriptions: parsed and validated at construction.
 
 A description is the ``submit`` job dictionary of the QCG-PilotJob documentation. Every
-problem raises :class:`~qcg_pilotjob.errors.JobDescriptionError` naming the job and the
-field.
+problem raises :class:`~qcg_pilotjob.errors.JobDescriptionError` naming the job and field.
 
 >>> job = JobDescription.from_dict({"name": "a", "execution": {"exec": "/bin/true"}})
 >>> job.resources.cores.exact, job.iteration is None
@@ -41,8 +40,7 @@ __all__ = [
 MODELS = ("default", "threads", "openmp", "srunmpi", "openmpi", "intelmpi")
 #: Iteration resource schedulers accepted in ``numCores/numNodes.scheduler``.
 ITERATION_SCHEDULERS = ("maximum-iters", "split-into")
-#: Upper bound on iterations of one job. (Iterations are held as ranges until they start:
-#: a waiting job costs the same whatever its size.)
+#: Upper bound on iterations of one job (they wait as ranges: a waiting job costs the same at any size).
 MAX_ITERATIONS = 100_000_000
 #: Upper bounds on the tasks (iterations of all its jobs) and the jobs of one submit request.
 MAX_TASKS_PER_SUBMIT = 100_000_000
