@@ -118,22 +118,13 @@ class PartitionSide:
     def on_message(self, link: PartitionLink, msg: Message) -> None:
         if link.lost:
             return  # its tasks were failed or moved when it was declared lost
-        if isinstance(msg, TaskEventsMsg):
-            link.used_cores = msg.used_cores
-            for ev in msg.events:
-                try:
-                    self._apply(link, ev)
-                except InvalidTransition as exc:
-                    self.invalid_events += 1
-                    _log.warning("partition %s: event ignored: %s", link.name, exc)
-            self.flush_dispatch()
-            self.on_change()
-        elif isinstance(msg, TasksEndedMsg):
-            try:
-                self._tasks_ended(link, msg)
-            except InvalidTransition as exc:
-                self.invalid_events += 1
-                _log.warning("partition %s: ended tasks ignored: %s", link.name, exc)
+        if isinstance(msg, (TaskEventsMsg, TasksEndedMsg)):
+            if isinstance(msg, TaskEventsMsg):
+                link.used_cores = msg.used_cores
+                for ev in msg.events:
+                    self._checked(link, "event", self._apply, ev)
+            else:
+                self._checked(link, "ended tasks", self._tasks_ended, msg)
             self.flush_dispatch()
             self.on_change()
         elif isinstance(msg, StoppedMsg):
@@ -146,6 +137,15 @@ class PartitionSide:
             self.on_change()
         else:
             _log.warning("partition %s: unexpected %s dropped", link.name, type(msg).__name__)
+
+    def _checked(self, link: PartitionLink, what: str, change: Callable[[PartitionLink, Any], None],
+                 arg: Any) -> None:
+        """Apply one change a partition reports; an illegal one is counted, logged and ignored."""
+        try:
+            change(link, arg)
+        except InvalidTransition as exc:
+            self.invalid_events += 1
+            _log.warning("partition %s: %s ignored: %s", link.name, what, exc)
 
     def _apply(self, link: PartitionLink, ev: TaskEvent) -> None:
         job = self.jobs.get(ev.job)
