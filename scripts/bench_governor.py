@@ -19,7 +19,7 @@ import tempfile
 import time
 
 
-def run(n: int, shape: str, partitions: int, dry_run: bool) -> float:
+def run(n: int, shape: str, partitions: int, dry_run: bool, insecure: bool = False) -> float:
     if shape == "iterations":
         jobs = [{"name": "bench", "iteration": {"stop": n}, "execution": {"exec": "/bin/true"}}]
     else:
@@ -35,6 +35,8 @@ def run(n: int, shape: str, partitions: int, dry_run: bool) -> float:
             cmd += ["--slurm-partition-nodes", str(4 // partitions)]
         if dry_run:
             cmd.append("--dry-run")
+        if insecure:
+            cmd.append("--insecure-net")  # (governor <-> partitions without CURVE)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, check=False)
         wall = time.perf_counter() - t0
@@ -51,11 +53,13 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=20000, help="number of tasks")
     ap.add_argument("--shape", choices=("jobs", "iterations"), default="jobs")
     ap.add_argument("--dry-run", action="store_true", help="partitions start no processes")
+    ap.add_argument("--insecure-net", action="store_true", help="no CURVE between governor and partitions")
     args = ap.parse_args()
-    print(f"{args.n} tasks ({args.shape}{', dry run' if args.dry_run else ''}) on --nodes 4,4,4,4")
+    print(f"{args.n} tasks ({args.shape}{', dry run' if args.dry_run else ''}"
+          f"{', --insecure-net' if args.insecure_net else ''}) on --nodes 4,4,4,4")
     print(f"{'mode':>24} {'wall s':>8} {'tasks/s':>8}")
     for partitions in (0, 1, 2, 4):
-        wall = run(args.n, args.shape, partitions, args.dry_run)
+        wall = run(args.n, args.shape, partitions, args.dry_run, args.insecure_net)
         mode = "single manager" if partitions == 0 else f"governor, {partitions} partition(s)"
         print(f"{mode:>24} {wall:8.2f} {args.n / wall:8.0f}")
     return 0
