@@ -225,7 +225,7 @@ class Front(PartitionSide):
             return
         job.cancel_requested = True
         # every partition holding one of its tasks that is not final cancels them all
-        parts = sorted({part for a, b, part in tasks.placed.items()
+        parts = sorted({part for a, b, part in tasks.placed_items()
                         if sum(tasks.state(i).is_final for i in tasks.made_in(a, b)) < b - a})
         waiting = tasks.waiting([(0, job.total)])  # (ready entries skip them from now on)
         if job.iterative:
@@ -269,7 +269,7 @@ class Front(PartitionSide):
             pending, self._to_dispatch = self._to_dispatch, {}
             for job, ranges in pending.values():
                 if ranges and self.jobs.get(job.name) is job:
-                    self.ready.append(ReadyEntry(job, merge(ranges)))
+                    self.ready.append(ReadyEntry(job, merge(ranges) if len(ranges) > 1 else ranges))
         self._route()
 
     def has_pending_dispatch(self) -> bool:
@@ -278,9 +278,9 @@ class Front(PartitionSide):
     def _route(self) -> None:
         routing = self.router.route(self.ready, self.links, final=self.partitions_final)
         for d in routing.dispatches:
-            placed = d.job.tasks.placed
+            tasks = d.job.tasks
             for a, b in d.ranges:
-                placed.assign(a, b, d.link.index)
+                tasks.place(a, b, d.link.index)
             d.link.send(d.msg)
         if routing.unroutable:
             now = time.time()
@@ -369,6 +369,7 @@ class Front(PartitionSide):
             self._job_final(job, when, replay)
 
     def _job_final(self, job: JobRecord, when: float, replay: bool) -> None:
+        job.tasks.settle()
         final = job.final_state()
         if not job.iterative and job.tasks[0].message:
             job.add_message(job.tasks[0].message)
@@ -392,7 +393,7 @@ class Front(PartitionSide):
             self._end_together(job, tasks.waiting([(0, job.total)]), JobState.OMITTED, now, reason)
         # what is left: tasks with a record, and tasks sent to a partition
         left = {i for i, rec in tasks.made().items() if not rec.state.is_final}
-        left.update(i for a, b, _ in tasks.placed.items() for i in range(a, b))
+        left.update(i for a, b, _ in tasks.placed_items() for i in range(a, b))
         if not job.iterative:
             left.add(0)
         for idx in sorted(left):

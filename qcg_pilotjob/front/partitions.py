@@ -82,7 +82,7 @@ class PartitionSide:
         for job in self.jobs.values():
             tasks = job.tasks
             back: List[Range] = []
-            for a, b in tasks.placed.with_value(link.index):
+            for a, b in tasks.placed_on(link.index):
                 made = tasks.made_in(a, b)
                 for idx in made:
                     state = tasks.state(idx)
@@ -98,7 +98,7 @@ class PartitionSide:
                 if at < b:
                     back.append((at, b))
             for a, b in back:
-                tasks.placed.assign(a, b, None)
+                tasks.place(a, b, None)
             if back and not job.state.is_final:
                 queued.append(ReadyEntry(job, back))
         ended = end_left_running(link, running)
@@ -198,7 +198,7 @@ class PartitionSide:
             name = f"{msg.job}:{a}..{b - 1}"
             if not its.start <= a < b <= its.stop:
                 raise InvalidTransition(name, job.state, state, job.history, "no such tasks")
-            if not tasks.placed.holds(a - its.start, b - its.start, link.index):
+            if not tasks.all_on(a - its.start, b - its.start, link.index):
                 raise InvalidTransition(name, job.state, state, job.history,
                                         f"the tasks are not on partition {link.name}")
             ranges.append((a - its.start, b - its.start))

@@ -30,49 +30,69 @@ __all__ = ["IntervalMap", "Range", "as_ranges", "count", "indexes", "merge", "sp
 Range = Tuple[int, int]
 
 
-class IntervalMap:
-    """Disjoint ranges of integers, each with a value; adjacent ranges of one value are joined."""
+_PAST = float("inf")
 
-    __slots__ = ("_starts", "_stops", "_values")
+
+class IntervalMap:
+    """Disjoint ranges of integers, each with a value; adjacent ranges of one value are joined.
+
+    One sorted list of ``(start, stop, value)`` tuples: tuples of integers are not tracked by
+    the garbage collector, so a job's map costs it two objects however many ranges it holds.
+    """
+
+    __slots__ = ("_items",)
 
     def __init__(self) -> None:
-        self._starts: List[int] = []
-        self._stops: List[int] = []
-        self._values: List[int] = []
+        self._items: List[Tuple[int, int, int]] = []
 
     def __bool__(self) -> bool:
-        return bool(self._starts)
+        return bool(self._items)
+
+    def _at(self, i: int) -> int:
+        """Position of the last range starting at or before ``i`` (-1: none)."""
+        return bisect_right(self._items, (i, _PAST)) - 1
 
     def get(self, i: int) -> Optional[int]:
-        pos = bisect_right(self._starts, i) - 1
-        if pos >= 0 and i < self._stops[pos]:
-            return self._values[pos]
+        pos = self._at(i)
+        if pos >= 0:
+            _, stop, value = self._items[pos]
+            if i < stop:
+                return value
         return None
 
     def items(self) -> List[Tuple[int, int, int]]:
-        return list(zip(self._starts, self._stops, self._values))
+        return list(self._items)
 
     def assign(self, start: int, stop: int, value: Optional[int]) -> None:
         """Give ``[start, stop)`` the ``value`` (None: no value any more)."""
         if start >= stop:
             return
-        lo = bisect_right(self._starts, start) - 1
-        if lo < 0 or self._stops[lo] <= start:
+        items = self._items
+        if not items or start >= items[-1][1]:  # (after the last range: the common case)
+            if value is None:
+                return
+            if items and items[-1][1] == start and items[-1][2] == value:
+                items[-1] = (items[-1][0], stop, value)
+            else:
+                items.append((start, stop, value))
+            return
+        lo = self._at(start)
+        if lo < 0 or items[lo][1] <= start:
             lo += 1
-        hi = bisect_left(self._starts, stop)  # ranges [lo, hi) overlap [start, stop)
+        hi = bisect_left(items, (stop,))  # ranges [lo, hi) overlap [start, stop)
         keep: List[Tuple[int, int, int]] = []
-        if lo < hi and self._starts[lo] < start:
-            keep.append((self._starts[lo], start, self._values[lo]))
+        if lo < hi and items[lo][0] < start:
+            keep.append((items[lo][0], start, items[lo][2]))
         if value is not None:
             keep.append((start, stop, value))
-        if lo < hi and self._stops[hi - 1] > stop:
-            keep.append((stop, self._stops[hi - 1], self._values[hi - 1]))
+        if lo < hi and items[hi - 1][1] > stop:
+            keep.append((stop, items[hi - 1][1], items[hi - 1][2]))
         # join with the neighbours of the same value
-        if keep and lo > 0 and self._stops[lo - 1] == keep[0][0] and self._values[lo - 1] == keep[0][2]:
+        if keep and lo > 0 and items[lo - 1][1] == keep[0][0] and items[lo - 1][2] == keep[0][2]:
             lo -= 1
-            keep[0] = (self._starts[lo], keep[0][1], keep[0][2])
-        if keep and hi < len(self._starts) and self._starts[hi] == keep[-1][1] and self._values[hi] == keep[-1][2]:
-            keep[-1] = (keep[-1][0], self._stops[hi], keep[-1][2])
+            keep[0] = (items[lo][0], keep[0][1], keep[0][2])
+        if keep and hi < len(items) and items[hi][0] == keep[-1][1] and items[hi][2] == keep[-1][2]:
+            keep[-1] = (keep[-1][0], items[hi][1], keep[-1][2])
             hi += 1
         joined: List[Tuple[int, int, int]] = []
         for item in keep:
@@ -80,20 +100,20 @@ class IntervalMap:
                 joined[-1] = (joined[-1][0], item[1], item[2])
             else:
                 joined.append(item)
-        self._starts[lo:hi] = [a for a, _, _ in joined]
-        self._stops[lo:hi] = [b for _, b, _ in joined]
-        self._values[lo:hi] = [v for _, _, v in joined]
+        items[lo:hi] = joined
 
     def gaps(self, start: int, stop: int) -> List[Range]:
         """The parts of ``[start, stop)`` that hold no value."""
         out: List[Range] = []
-        pos = max(0, bisect_right(self._starts, start) - 1)
+        items = self._items
+        pos = max(0, self._at(start))
         at = start
-        while pos < len(self._starts) and self._starts[pos] < stop:
-            if self._stops[pos] > at:
-                if self._starts[pos] > at:
-                    out.append((at, self._starts[pos]))
-                at = self._stops[pos]
+        while pos < len(items) and items[pos][0] < stop:
+            a, b, _ = items[pos]
+            if b > at:
+                if a > at:
+                    out.append((at, a))
+                at = b
             pos += 1
         if at < stop:
             out.append((at, stop))
@@ -106,18 +126,18 @@ class IntervalMap:
         >>> m.holds(1, 8, 1), m.holds(1, 9, 1), m.holds(8, 9, 2)
         (True, False, True)
         """
-        pos = bisect_right(self._starts, start) - 1
+        items = self._items
+        pos = self._at(start)
         at = start
         while at < stop:
-            if pos < 0 or pos >= len(self._starts) or self._starts[pos] > at or self._stops[pos] <= at \
-                    or self._values[pos] != value:
+            if pos < 0 or pos >= len(items) or items[pos][0] > at or items[pos][1] <= at or items[pos][2] != value:
                 return False
-            at = self._stops[pos]
+            at = items[pos][1]
             pos += 1
         return True
 
     def with_value(self, value: int) -> List[Range]:
-        return [(a, b) for a, b, v in zip(self._starts, self._stops, self._values) if v == value]
+        return [(a, b) for a, b, v in self._items if v == value]
 
 
 def count(ranges: Iterable[Range]) -> int:

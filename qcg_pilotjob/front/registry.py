@@ -56,19 +56,20 @@ WAITING = TaskRecord()
 class TaskTable:
     """The tasks of one job, by index. ``table[i]`` makes task ``i``'s record when it has
     none (call it to change the task); :meth:`state` and :meth:`view` read without making
-    one. :attr:`placed` holds the partition each dispatched task went to; :attr:`ended`
-    the tasks that never started and were ended together (a canceled or omitted job): each
-    range points to one shared record in :attr:`bulk`."""
+    one. Where dispatched tasks went is a map of ranges (:meth:`place`); tasks that never
+    started and were ended together (a canceled or omitted job) are ranges pointing to one
+    shared record (:meth:`end_together`). The maps are made when first needed: most jobs
+    have one task, and every object a job holds costs the garbage collector."""
 
-    __slots__ = ("_made", "_skip", "bulk", "ended", "placed", "total")
+    __slots__ = ("_bulk", "_ended", "_made", "_placed", "_skip", "total")
 
     def __init__(self, total: int) -> None:
         self.total = total
         self._made: Dict[int, TaskRecord] = {}
-        self.placed = IntervalMap()
-        self._skip: List[int] = []  # sorted: tasks that became final before they were dispatched
-        self.ended = IntervalMap()
-        self.bulk: List[TaskRecord] = []
+        self._placed: Optional[IntervalMap] = None
+        self._skip: Optional[List[int]] = None  # sorted: tasks final before they were dispatched
+        self._ended: Optional[IntervalMap] = None
+        self._bulk: Optional[List[TaskRecord]] = None
 
     def __len__(self) -> int:
         return self.total
@@ -79,10 +80,11 @@ class TaskTable:
             if not 0 <= idx < self.total:
                 raise IndexError(idx)
             rec = TaskRecord()
-            shown = self.view(idx)
-            if shown is not WAITING:  # (ended together: it gets a copy of the shared record)
-                rec.state, rec.message = shown.state, shown.message
-                rec.history = list(shown.history_entries(0.0))
+            if self._ended is not None:
+                shown = self.view(idx)
+                if shown is not WAITING:  # (ended together: it gets a copy of the shared record)
+                    rec.state, rec.message = shown.state, shown.message
+                    rec.history = list(shown.history_entries(0.0))
             self._made[idx] = rec
         return rec
 
@@ -94,7 +96,10 @@ class TaskTable:
     def count_state(self, state: JobState) -> int:
         """Tasks in ``state`` among those with a record or ended together."""
         made = sum(1 for rec in self._made.values() if rec.state is state)
-        return made + sum(b - a for a, b, pos in self.ended.items() if self.bulk[pos].state is state)
+        if self._ended is None or self._bulk is None:
+            return made
+        bulk = self._bulk
+        return made + sum(b - a for a, b, pos in self._ended.items() if bulk[pos].state is state)
 
     def state(self, idx: int) -> JobState:
         return self.view(idx).state
@@ -105,10 +110,10 @@ class TaskTable:
         rec = self._made.get(idx)
         if rec is not None:
             return rec
-        if self.ended:
-            pos = self.ended.get(idx)
+        if self._ended is not None and self._bulk is not None:
+            pos = self._ended.get(idx)
             if pos is not None:
-                return self.bulk[pos]
+                return self._bulk[pos]
         return WAITING
 
     def end_together(self, ranges: List[Range], state: JobState, when: float, message: Optional[str],
@@ -117,18 +122,46 @@ class TaskTable:
         rec = TaskRecord()
         rec.set_state(state, when, submit_time)
         rec.message = message
-        self.bulk.append(rec)
+        if self._bulk is None or self._ended is None:
+            self._bulk, self._ended = [], IntervalMap()
+        self._bulk.append(rec)
         for a, b in ranges:
-            self.placed.assign(a, b, None)
-            self.ended.assign(a, b, len(self.bulk) - 1)
+            self.place(a, b, None)
+            self._ended.assign(a, b, len(self._bulk) - 1)
 
     def made(self) -> Dict[int, TaskRecord]:
         return self._made
 
+    def settle(self) -> None:
+        """Every task is final: forget where they went and what was skipped (a finished job
+        holds fewer objects; no partition may change its tasks any more)."""
+        self._placed = None
+        self._skip = None
+
+    # --- where tasks went -----------------------------------------------------------------
+    def place(self, start: int, stop: int, partition: Optional[int]) -> None:
+        """Tasks ``[start, stop)`` went to ``partition`` (None: back to waiting)."""
+        if self._placed is None:
+            if partition is None:
+                return
+            self._placed = IntervalMap()
+        self._placed.assign(start, stop, partition)
+
     def partition(self, idx: int) -> int:
         """Where task ``idx`` was dispatched (-1: not yet)."""
-        part = self.placed.get(idx)
+        part = self._placed.get(idx) if self._placed is not None else None
         return -1 if part is None else part
+
+    def placed_items(self) -> List[Tuple[int, int, int]]:
+        """``(start, stop, partition)`` of every dispatched range."""
+        return self._placed.items() if self._placed is not None else []
+
+    def placed_on(self, partition: int) -> List[Range]:
+        return self._placed.with_value(partition) if self._placed is not None else []
+
+    def all_on(self, start: int, stop: int, partition: int) -> bool:
+        """Whether every task of ``[start, stop)`` was dispatched to ``partition``."""
+        return self._placed is not None and self._placed.holds(start, stop, partition)
 
     def made_in(self, start: int, stop: int) -> List[int]:
         """Sorted indexes in ``[start, stop)`` that have a record."""
@@ -138,29 +171,35 @@ class TaskTable:
 
     def _open(self, a: int, b: int) -> List[Range]:
         """The parts of ``[a, b)`` neither dispatched nor ended together."""
-        gaps = self.placed.gaps(a, b) if self.placed else [(a, b)]
-        if self.ended:
-            gaps = [g for ga, gb in gaps for g in self.ended.gaps(ga, gb)]
+        gaps = self._placed.gaps(a, b) if self._placed else [(a, b)]
+        if self._ended:
+            ended = self._ended
+            gaps = [g for ga, gb in gaps for g in ended.gaps(ga, gb)]
         return gaps
 
     def final_before_dispatch(self, idx: int) -> None:
         """Task ``idx`` became final before it was dispatched (canceled, omitted, restored)."""
-        if not self._skip or self._skip[-1] < idx:
+        if self._skip is None:
+            self._skip = [idx]
+        elif self._skip[-1] < idx:
             self._skip.append(idx)
         else:
             insort(self._skip, idx)
 
     def waiting(self, ranges: List[Range]) -> List[Range]:
         """The tasks of ``ranges`` neither dispatched nor final."""
+        if self._placed is None and self._ended is None and self._skip is None:
+            return ranges  # (nothing sent, ended or skipped yet: the common case; not copied)
         out: List[Range] = []
-        skip = self._skip
+        skip = self._skip or []
         for a, b in ranges:
             for ga, gb in self._open(a, b):
                 at = ga
-                for pos in range(bisect_left(skip, ga), bisect_left(skip, gb)):
-                    if skip[pos] > at:
-                        out.append((at, skip[pos]))
-                    at = skip[pos] + 1
+                if skip:
+                    for pos in range(bisect_left(skip, ga), bisect_left(skip, gb)):
+                        if skip[pos] > at:
+                            out.append((at, skip[pos]))
+                        at = skip[pos] + 1
                 if at < gb:
                     out.append((at, gb))
         return out

@@ -110,8 +110,8 @@ def test_lying_or_late_tasks_ended_messages_are_ignored(tmp_path: Path) -> None:
     f = Files(tmp_path, parts=2)
     p0, p1 = f.links
     f.submit({"name": "j", "execution": {"exec": "/bin/true"}, "iteration": {"stop": 100}})
-    on0 = f.front.jobs["j"].tasks.placed.with_value(p0.index)
-    on1 = f.front.jobs["j"].tasks.placed.with_value(p1.index)
+    on0 = f.front.jobs["j"].tasks.placed_on(p0.index)
+    on1 = f.front.jobs["j"].tasks.placed_on(p1.index)
     assert on0 and on1
     a0, b0 = on0[0]
     f.events(p0, ("j", a0, JobState.EXECUTING))

@@ -56,7 +56,7 @@ def test_task_table_makes_records_only_when_asked() -> None:
     table = TaskTable(10 ** 8)
     assert len(table) == 10 ** 8 and table.made() == {}
     assert table.state(5) is JobState.QUEUED and table.view(5) is WAITING and table.partition(5) == -1
-    table.placed.assign(0, 1000, 2)
+    table.place(0, 1000, 2)
     assert table.partition(999) == 2 and table.partition(1000) == -1
     assert table.waiting([(0, 10 ** 8)]) == [(1000, 10 ** 8)]
     table[7].state = JobState.EXECUTING

@@ -45,7 +45,7 @@ def routed(router: Router, ready: Deque[ReadyEntry], lks: List[PartitionLink], f
     routing = router.route(ready, lks, final=final)
     for d in routing.dispatches:
         for a, b in d.ranges:
-            d.job.tasks.placed.assign(a, b, d.link.index)
+            d.job.tasks.place(a, b, d.link.index)
         out[d.link.name] = out.get(d.link.name, 0) + count(d.ranges)
     return out
 
@@ -156,9 +156,9 @@ def test_lost_partition_tasks_requeued_at_the_head() -> None:
     job, other = record("a", 200), record("b", 10)
     ready = ready_of(job, other)
     routed(router, ready, lks)
-    on_lost = job.tasks.placed.with_value(1)
+    on_lost = job.tasks.placed_on(1)
     for a, b in on_lost:
-        job.tasks.placed.assign(a, b, None)
+        job.tasks.place(a, b, None)
     lks[1].lost = True
     lks[1].outstanding = 0
     router.requeue_lost(ready, [ReadyEntry(job, on_lost)])
