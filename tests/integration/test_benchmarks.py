@@ -1,0 +1,45 @@
+"""The benchmark suite (``python -m benchmarks``) in its quick form, so that it cannot rot:
+every row runs for ours and for QCG-PilotJob 0.14.2 and lands in the JSON. No figure is
+judged here (timing belongs to the benchmark, not to tests).
+
+The reference is installed from PyPI into ``.cache/qcgpj-0.14.2`` once; if that cannot be
+done the test fails under CI (``CI=true``) and is skipped elsewhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import refenv
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+
+def test_quick_benchmark_runs_every_row_for_both(tmp_path: Path) -> None:
+    try:
+        refenv.ensure()
+    except RuntimeError as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)], cwd=refenv.REPO,
+                          capture_output=True, text=True, timeout=800, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["floor"]["rate"] > 0 and res["machine"]["cpus"] == os.cpu_count()
+    assert len(res["rows"]) == 5
+    for label, sides in res["rows"].items():
+        assert set(sides) == {"ours", "ref"}, label
+        for name, summary in sides.items():
+            assert summary["rate"] > 0, (label, name)
+            if label.startswith("file mode"):
+                assert summary["maxrss_mib"] > 0, (label, name)
+            else:
+                assert summary["ready"] > 0, (label, name)
+    assert "ours/ref" in proc.stdout
