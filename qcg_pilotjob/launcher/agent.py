@@ -41,6 +41,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from ..gctune import tune
 from ..keys import AGENT_KEYS_ENV, RunKeys
 from ..partition.environment import TASK_MARK
 from ..partition.executor import Leftovers
@@ -306,6 +307,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s agent " + args.node + ": %(message)s"))
     _log.addHandler(handler)
     _log.setLevel(logging.INFO)
+    tune()
     try:
         return asyncio.run(Agent(args.address, args.node, args.heartbeat, kill_grace=args.kill_grace,
                                  keep_children=args.keep_task_children).run())

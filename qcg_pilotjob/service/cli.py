@@ -96,8 +96,11 @@ def cli(**kw: Any) -> None:
 
 
 def run(cfg: ServiceConfig) -> int:
+    from ..gctune import tune
     from ..partition.entry import run_partition
     from .runtime import Service
+
+    tune()
 
     try:
         cfg = cfg.validate()
