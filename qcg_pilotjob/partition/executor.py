@@ -39,6 +39,7 @@ from ..resources import Allocation
 from ..slurm.srun import step_command
 from .environment import TASK_MARK, LaunchPlan, build_plan, leftover_marks, mark_in, scan_marked
 from .scheduler import TaskSpec
+from .spawn import Spawner, spawner
 
 __all__ = ["DryRunExecutor", "Executor", "Leftovers", "LocalExecutor", "RunningTask", "SrunExecutor", "TaskKey"]
 
@@ -294,6 +295,8 @@ class LocalExecutor(Executor):
     _module_ok: Optional[bool] = None  # is the ``module`` command there? (asked once)
     _use_pidfd = hasattr(os, "pidfd_open")  # set False on the first pidfd_open that is refused
     _sigchld = False  # a SIGCHLD handler is installed
+    _spawner: Optional[Spawner] = None  # made at the first start (posix_spawn; None: Popen)
+    _spawner_made = False
 
     # --- starting --------------------------------------------------------------------------
     def _module_available(self) -> bool:
@@ -328,19 +331,30 @@ class LocalExecutor(Executor):
         if isinstance(stdio, str):
             return stdio
         try:
-            proc = subprocess.Popen(self._command(plan, alloc), cwd=plan.wd, env=plan.env, stdin=stdio[0],
-                                    stdout=stdio[1], stderr=stdio[2], start_new_session=True, close_fds=True)
+            proc, pid = self._launch(self._command(plan, alloc), plan, stdio)
         except (OSError, ValueError) as exc:  # (ValueError: a NUL that got past the checks)
             return f"cannot start {plan.argv[0]!r}: {getattr(exc, 'strerror', None) or exc}"
         finally:
             for fd in set(stdio) - {subprocess.DEVNULL}:
                 os.close(fd)
-        task = RunningTask(spec, iteration, alloc, plan, proc, proc.pid, time.time())
+        task = RunningTask(spec, iteration, alloc, plan, proc, pid, time.time())
         if self.leftovers is not None:
             self.leftovers.started(plan.env.get(TASK_MARK))
         self._track(task)
         self._watch(task)
         return None
+
+    def _launch(self, argv: List[str], plan: LaunchPlan, stdio: Tuple[int, int, int]
+                ) -> Tuple[Optional[subprocess.Popen], int]:
+        """Start the task's process: with posix_spawn (:mod:`.spawn`) where it can, else Popen."""
+        if not self._spawner_made:
+            self._spawner_made = True
+            self._spawner = spawner()
+        if self._spawner is not None and Spawner.usable(stdio):
+            return None, self._spawner.spawn(argv, plan.wd, plan.env, stdio)
+        proc = subprocess.Popen(argv, cwd=plan.wd, env=plan.env, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                                start_new_session=True, close_fds=True)
+        return proc, proc.pid
 
     @staticmethod
     def _open_stdio(plan: LaunchPlan) -> Union[Tuple[int, int, int], str]:
@@ -416,6 +430,9 @@ class LocalExecutor(Executor):
     def close(self) -> None:
         if self.leftovers is not None:
             self.leftovers.close()
+        if self._spawner is not None:
+            self._spawner.close()
+            self._spawner = None
         if self._sigchld:
             self.loop.remove_signal_handler(signal.SIGCHLD)
             self._sigchld = False
