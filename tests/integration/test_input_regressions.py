@@ -151,10 +151,17 @@ def test_regression_ten_million_iterations(net, tmp_path):
 
 
 def _rss(svc: Service) -> int:
-    """Bytes held by the service and its partition processes (not their tasks)."""
+    """Bytes held by the service and its partition processes (not their tasks, which come
+    and go: one may be a zombie or gone by the time it is looked at)."""
     proc = psutil.Process(svc.proc.pid)
-    procs = [proc] + [p for p in proc.children(recursive=True) if "qcg_pilotjob" in " ".join(p.cmdline())]
-    return sum(p.memory_info().rss for p in procs)
+    total = proc.memory_info().rss
+    for child in proc.children(recursive=True):
+        try:
+            if "qcg_pilotjob" in " ".join(child.cmdline()):
+                total += child.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
 
 
 def test_regression_many_jobs_in_one_submit(net):
