@@ -16,10 +16,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..jobdesc import JobDescription
-from ..protocol.messages import (
-    CancelMsg,
-    ForgetMsg,
-)
+from ..protocol.messages import CancelMsg, ForgetMsg
 from ..states import JobState
 from .dependencies import Dependencies, Released
 from .journal import ENDED, Journal, Replay, replayable_jobs

@@ -14,7 +14,7 @@ from ..resources import ResourcePool
 from ..states import JobState
 from .journal import Journal
 from .links import PartitionLink, end_left_running
-from .ranges import Range, count, subtract
+from .ranges import Range, count, cut, subtract
 from .registry import JobRecord
 from .router import ReadyEntry, Router
 from .transitions import InvalidTransition, check_task
@@ -89,14 +89,7 @@ class PartitionSide:
                     if state is not JobState.QUEUED and not state.is_final:
                         running.append((job, idx))
                 # what it had not started waits again (tasks without a record, or QUEUED ones)
-                waiting = [i for i in made if tasks.state(i) is not JobState.QUEUED]
-                at = a
-                for i in waiting:
-                    if i > at:
-                        back.append((at, i))
-                    at = i + 1
-                if at < b:
-                    back.append((at, b))
+                back.extend(cut(a, b, [i for i in made if tasks.state(i) is not JobState.QUEUED]))
             for a, b in back:
                 tasks.place(a, b, None)
             if back and not job.state.is_final:

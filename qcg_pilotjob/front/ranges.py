@@ -25,7 +25,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
-__all__ = ["IntervalMap", "Range", "as_ranges", "count", "indexes", "merge", "split", "subtract"]
+__all__ = ["IntervalMap", "Range", "as_ranges", "count", "cut", "indexes", "merge", "split", "subtract"]
 
 Range = Tuple[int, int]
 
@@ -188,6 +188,23 @@ def split(ranges: Sequence[Range], n: int) -> Tuple[List[Range], List[Range]]:
         else:
             return [*head, (a, a + n)], [(a + n, b), *ranges[pos + 1:]]
     return head, []
+
+
+def cut(start: int, stop: int, idxs: Iterable[int]) -> List[Range]:
+    """``[start, stop)`` without the sorted indexes ``idxs`` (all inside it).
+
+    >>> cut(0, 10, [0, 4, 5, 9])
+    [(1, 4), (6, 9)]
+    """
+    out: List[Range] = []
+    at = start
+    for i in idxs:
+        if i > at:
+            out.append((at, i))
+        at = i + 1
+    if at < stop:
+        out.append((at, stop))
+    return out
 
 
 def subtract(ranges: Sequence[Range], idxs: Iterable[int]) -> List[Range]:

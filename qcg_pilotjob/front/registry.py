@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..jobdesc import JobDescription
 from ..states import JobState
-from .ranges import IntervalMap, Range
+from .ranges import IntervalMap, Range, cut
 
 __all__ = ["JobRecord", "TaskRecord", "TaskTable", "format_rtime", "format_time"]
 
@@ -194,14 +194,7 @@ class TaskTable:
         skip = self._skip or []
         for a, b in ranges:
             for ga, gb in self._open(a, b):
-                at = ga
-                if skip:
-                    for pos in range(bisect_left(skip, ga), bisect_left(skip, gb)):
-                        if skip[pos] > at:
-                            out.append((at, skip[pos]))
-                        at = skip[pos] + 1
-                if at < gb:
-                    out.append((at, gb))
+                out.extend(cut(ga, gb, skip[bisect_left(skip, ga):bisect_left(skip, gb)]))
         return out
 
 

@@ -72,7 +72,7 @@ class Spawner:
     @staticmethod
     def usable(stdio: Tuple[int, int, int]) -> bool:
         """Whether :meth:`spawn` can take these descriptors (one of 0-2 would be closed on exec)."""
-        return hasattr(os, "posix_spawn") and all(fd == subprocess.DEVNULL or fd > 2 for fd in stdio)
+        return all(fd == subprocess.DEVNULL or fd > 2 for fd in stdio)
 
 
 def _no_inheritance() -> None:
