@@ -13,6 +13,13 @@ WARNING line per peer:
   A peer that fails at once is often gone before its address can be read: such peers are
   logged as "a peer at an unknown address", once, and counted in :attr:`refused`.
 
+A client without CURVE sees the server's mechanism in the server's greeting and hangs up.
+When the server is busy, it may hit the closed connection before it reads the client's
+greeting: ZMQ then reports a handshake failure without detail (``EPIPE``, ``ECONNRESET``)
+instead of the mechanism mismatch, and the line says so (the likely cause included). Either
+way, such a client never reconnects (ZMQ ends a session on a protocol error), so it is one
+refusal.
+
 ZMQ emits a failed handshake and the disconnection of the same connection back to back in
 its I/O thread, so a failure is attributed to the next disconnection.
 
@@ -54,6 +61,13 @@ _NO_CURVE = ("it does not use CURVE (a client without this run's keys; QCG-Pilot
 _UNKNOWN = "an unknown address"
 
 
+def _hung_up(errno_: int) -> str:
+    """Why a handshake that failed without detail failed, as the log line says it."""
+    detail = zmq.strerror(errno_) if errno_ else "no detail"
+    return (f"it hung up during the handshake ({detail}; a client without this run's keys does that "
+            f"when it sees the service wants CURVE)")
+
+
 def _host(peer: str) -> str:
     """The host part of ``host:port`` (a peer's reconnections differ only in the port)."""
     host, sep, port = peer.rpartition(":")
@@ -78,7 +92,7 @@ class PeerRefusals:
             self._failed = _NO_CURVE if value == MECHANISM_MISMATCH else \
                 f"its handshake broke the protocol (ZMQ protocol error {value:#x})"
         elif event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-            self._failed = f"its handshake failed ({zmq.strerror(value) if value else 'no detail'})"
+            self._failed = _hung_up(value)
         elif event == zmq.EVENT_DISCONNECTED:
             address = self._peers.pop(value, _UNKNOWN)
             why, self._failed = self._failed, None

@@ -76,14 +76,20 @@ def test_clients_without_the_runs_keys_are_refused(service: Dict[str, Any]) -> N
         assert owner.wait4("mine", timeout=30) == {"mine": "SUCCEED"}
     finally:
         owner.finish()
-    # one WARNING per peer, however often it reconnected: the keyless client fails the
-    # handshake (its address is read when it can be: it is often gone at once), the other
-    # key is refused by the authenticator, which names the address
+    # one WARNING per peer, however often it reconnects: the keyless client fails the
+    # handshake. Its address is read when it can be (it is often gone at once; then it is
+    # "an unknown address", one more line at most). The line says it does not use CURVE or,
+    # when the busy service saw it hang up first (the stop-13 CI flake), that it hung up.
+    # The other key is refused by the authenticator, which names the address.
     service["proc"].wait(timeout=30)
     log = (service["aux"] / "service.log").read_text()
-    no_curve = [line for line in log.splitlines() if "it does not use CURVE" in line]
-    assert no_curve and len(no_curve) == len(set(no_curve)), no_curve
-    assert all("client interface: refused a peer at " in line for line in no_curve)
+    no_curve = [line.split("client interface: refused a peer at ", 1)[1] for line in log.splitlines()
+                if "client interface: refused a peer at " in line]
+    assert no_curve, log
+    assert all(": it does not use CURVE (" in line or ": it hung up during the handshake (" in line
+               for line in no_curve), log
+    hosts = [line.split(": it ")[0].rpartition(":")[0] or line.split(": it ")[0] for line in no_curve]
+    assert len(hosts) == len(set(hosts)) and set(hosts) <= {"127.0.0.1", "an unknown address"}, log
     assert log.count("refused a peer at 127.0.0.1: its key is not this run's") == 1
     assert other.client_public.decode() in log
     refused = re.search(r"client interface: (\d+) connection\(s\) refused in all, from (\d+) peer", log)

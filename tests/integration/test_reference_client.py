@@ -204,7 +204,7 @@ def test_reference_client_is_refused_without_insecure_net(refclient_python: str,
                         _read(aux, "address").strip(), timeout=30, what="the service address file")
         probe = subprocess.Popen([refclient_python, "-I", DRIVER, addr, "probe"], cwd=wd, env=_clean_env(),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_for(lambda: "it does not use CURVE" in _read(aux, "service.log"), timeout=60,
+        wait_for(lambda: "client interface: refused a peer at " in _read(aux, "service.log"), timeout=60,
                  what="the refusal in the service log")
         assert probe.poll() is None, probe.communicate()  # still waiting for an answer
         owner = Manager(addr)
