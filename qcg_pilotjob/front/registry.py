@@ -10,6 +10,7 @@ is a few objects.
 from __future__ import annotations
 
 import datetime
+import math
 from bisect import bisect_left, insort
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -20,8 +21,43 @@ from .ranges import IntervalMap, Range, cut
 __all__ = ["JobRecord", "TaskRecord", "TaskTable", "format_rtime", "format_time"]
 
 
+#: local time of a whole second, as text, for the seconds last seen (a run formats the
+#: few seconds around now over and over); and the times last formatted (a task's history
+#: repeats its job's submit time and has SCHEDULED and EXECUTING at the same time)
+_SECONDS: Dict[int, str] = {}
+_RECENT: Dict[float, str] = {}
+
+
 def format_time(ts: float) -> str:
-    return str(datetime.datetime.fromtimestamp(ts))
+    """``str(datetime.fromtimestamp(ts))``, cheaper: a time formatted lately is looked up,
+    a whole second is formatted once and the microseconds (rounded half to even, as
+    ``datetime`` does) are added.
+
+    >>> format_time(0.5) == str(datetime.datetime.fromtimestamp(0.5))
+    True
+    """
+    text = _RECENT.get(ts)
+    if text is None:
+        if len(_RECENT) >= 4096:
+            _RECENT.clear()
+        text = _RECENT[ts] = _format_time(ts)
+    return text
+
+
+def _format_time(ts: float) -> str:
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    sec = int(whole)
+    if us >= 1_000_000:
+        sec, us = sec + 1, us - 1_000_000
+    elif us < 0:
+        sec, us = sec - 1, us + 1_000_000
+    text = _SECONDS.get(sec)
+    if text is None:
+        if len(_SECONDS) >= 256:
+            _SECONDS.clear()
+        text = _SECONDS[sec] = str(datetime.datetime.fromtimestamp(sec))
+    return f"{text}.{us:06d}" if us else text
 
 
 def format_rtime(seconds: float) -> str:

@@ -9,19 +9,24 @@ as a list), so the two never disagree.
 from __future__ import annotations
 
 import datetime
+import json.encoder
 import socket
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from ..states import JobState
-from .registry import JobRecord, TaskRecord, format_time
+from .registry import JobRecord, TaskRecord, format_rtime, format_time
+from .reports import format_report
 
 if TYPE_CHECKING:
     from .core import Front
 
-__all__ = ["job_info", "job_list", "report_entry", "resources", "status", "task_fields"]
+__all__ = ["job_info", "job_list", "report_entry", "report_line", "resources", "status", "task_fields"]
 
 History = List[Tuple[float, JobState]]
+
+#: a string as ``json.dumps`` writes it (ASCII, escaped)
+_text: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 def history_text(history: History) -> str:
@@ -100,6 +105,27 @@ def report_entry(job: JobRecord, idx: Optional[int]) -> Dict[str, Any]:
         if key in raw:
             entry[key] = raw[key]
     return entry
+
+
+def report_line(job: JobRecord, idx: int, fmt: str) -> str:
+    """The report line of a finished iteration: ``format_report(report_entry(job, idx), fmt)``,
+    with the JSON line put together directly (the same text at a third of the cost: this
+    runs once per iteration; ``test_views`` compares the two)."""
+    if fmt != "json":
+        return format_report(report_entry(job, idx), fmt)
+    rec = job.tasks.view(idx)
+    parts = [f'{{"name":{_text(f"{job.name}:{job.iteration_of(idx)}")},"state":"{rec.state.name}","history":[',
+             ",".join(f'{{"state":"{s.name}","date":"{format_time(t)}"}}'
+                      for t, s in rec.history_entries(job.submit_time)), "]"]
+    if rec.runtime:
+        parts.append(',"runtime":{')
+        parts.append(",".join(f"{_text(str(key))}:{_text(format_rtime(float(val)) if key == 'rtime' else str(val))}"
+                              for key, val in rec.runtime.items()))
+        parts.append("}")
+    if rec.message:
+        parts.append(f',"messages":{_text(rec.message)}')
+    parts.append("}\n")
+    return "".join(parts)
 
 
 def job_list(jobs: Dict[str, JobRecord]) -> Dict[str, Any]:

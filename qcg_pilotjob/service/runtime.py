@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
 import logging
 import os
@@ -150,7 +149,7 @@ class Service:
             raise ConfigError("--disable-nl: only inside a Slurm allocation (it replaces the node agents by one "
                               "srun step per task)")
         self.launcher = "local" if self.slurm is None else ("srun" if cfg.disable_nl else "agents")
-        self.pool = ResourcePool(copy.deepcopy(self.nodes), system_core=cfg.system_core)
+        self.pool = ResourcePool([n.fresh() for n in self.nodes], system_core=cfg.system_core)
 
     # --- the run ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -316,7 +315,7 @@ class Service:
         if missing:
             sys.stderr.write(f"qcg-pm-service: warning: no node agent came up on {', '.join(missing)}; "
                              f"those nodes are left out\n")
-        link = front.add_link("partition-0", ResourcePool(copy.deepcopy(self.partition.pool.nodes)), to_partition)
+        link = front.add_link("partition-0", ResourcePool([n.fresh() for n in self.partition.pool.nodes]), to_partition)
 
     def _partition_exited(self, child: PartitionProcess) -> None:
         if self.hub is not None:
