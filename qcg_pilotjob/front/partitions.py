@@ -24,6 +24,10 @@ __all__ = ["STATES", "PartitionSide"]
 _log = logging.getLogger("qcg_pilotjob.front.core")
 
 STATES: Dict[Any, JobState] = {int(s): s for s in JobState}
+#: what a partition says of a started task that its runtime information keeps
+_STARTED = ("allocation", "wd", "pid")
+#: ... and of an ended one
+_ENDED = ("allocation", "exit_code", "rtime")
 
 
 class PartitionSide:
@@ -157,8 +161,7 @@ class PartitionSide:
             raise InvalidTransition(name, view.state, state, view.history_entries(job.submit_time),
                                     f"the task is not on partition {link.name}")
         rec = job.tasks[idx]
-        history = rec.history_entries(job.submit_time)
-        check_task(name, rec.state, state, history, from_partition=True)
+        check_task(name, rec.state, state, rec.history_entries(job.submit_time), from_partition=True)
         data = ev.data or {}
         if state is JobState.QUEUED:  # still waiting, with a reason (e.g. the allocation's time)
             if data.get("message"):
@@ -168,7 +171,7 @@ class PartitionSide:
         else:
             link.outstanding -= self.router.known_weight(job.name)  # room in the window
             runtime = dict(rec.runtime or {})
-            for key in ("allocation", "exit_code", "rtime"):
+            for key in _ENDED:
                 if key in data:
                     runtime[key] = data[key]
             self._task_final(job, idx, state, ev.time, runtime or None, data.get("message"))
@@ -218,7 +221,7 @@ class PartitionSide:
         self.task_counts[JobState.EXECUTING] += 1
         rec.set_state(JobState.SCHEDULED, when, job.submit_time)
         rec.set_state(JobState.EXECUTING, when, job.submit_time)
-        rec.runtime = {k: data[k] for k in ("allocation", "wd", "pid") if k in data}
+        rec.runtime = {k: data[k] for k in _STARTED if k in data}
         if "pid" in data:  # lets a resume stop processes a killed service left behind
             self.journal.record("run", j=job.name, i=it, p=data["pid"], w=when)
         if job.state is JobState.QUEUED:

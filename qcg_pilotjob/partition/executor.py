@@ -442,17 +442,28 @@ class DryRunExecutor(Executor):
     """Starts nothing: every task "exits" with code 0 on the next loop iteration. For
     measuring the scheduling and routing machinery alone (``--dry-run``)."""
 
+    _dry_plan: Optional[LaunchPlan] = None
+    _ending: Optional[List[RunningTask]] = None
+
     def start(self, spec: TaskSpec, iteration: Optional[int], alloc: Allocation) -> Optional[str]:
-        plan = LaunchPlan(argv=[], wd=self.root_wd, env={}, stdin=None, stdout=None, stderr=None, hostfile=None)
-        task = RunningTask(spec, iteration, alloc, plan, None, 0, time.time())
+        if self._dry_plan is None:  # (one plan for all: nothing reads or changes it)
+            self._dry_plan = LaunchPlan(argv=[], wd=self.root_wd, env={}, stdin=None, stdout=None, stderr=None,
+                                        hostfile=None)
+        task = RunningTask(spec, iteration, alloc, self._dry_plan, None, 0, time.time())
         self.running[task.key] = task
-        self._idle.clear()
-        self.loop.call_soon(self._finish, task)
+        if self._ending is None:  # the tasks started in this loop turn end together in the next
+            self._ending = []
+            self._idle.clear()
+            self.loop.call_soon(self._finish)
+        self._ending.append(task)
         return None
 
-    def _finish(self, task: RunningTask) -> None:
-        if task.key in self.running:
-            self._finished(task, 0, time.time())
+    def _finish(self) -> None:
+        ending, self._ending = self._ending or [], None
+        now = time.time()
+        for task in ending:
+            if task.key in self.running:
+                self._finished(task, 0, now)
 
     def _signal(self, task: RunningTask, sig: int) -> None:
         """Nothing to signal."""

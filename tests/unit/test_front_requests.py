@@ -164,3 +164,16 @@ def test_job_name_with_unknown_variable(h: Harness) -> None:
 def test_job_name_with_invalid_characters(h: Harness) -> None:
     resp = h.submit(job("a b"))
     assert resp == {"code": 1, "message": "Job identifier 'a b' contains invalid characters or unknown variables"}
+
+
+def test_uniq_is_one_value_per_job_however_often_it_is_used(h: Harness) -> None:
+    """``${uniq}`` is made when a job first uses it (not a uuid4 for every job): every use
+    in one job gives the same value, another job gets another."""
+    resp = h.submit(job("u1", execution={"exec": "prog", "args": ["${uniq}", "a-${uniq}"], "wd": "w-${uniq}"}),
+                    job("u2", execution={"exec": "prog", "args": ["${uniq}"]}))
+    assert resp["code"] == 0, resp
+    msgs = {m.desc.name: m.desc for m in h.sent if isinstance(m, DispatchMsg)}
+    first, second = msgs["u1"].execution.args
+    assert re.fullmatch(r"[0-9a-f]{32}", first) and second == f"a-{first}"
+    assert msgs["u1"].execution.wd == f"w-{first}"
+    assert msgs["u2"].execution.args[0] != first
