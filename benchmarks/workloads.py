@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from . import refenv
@@ -27,6 +27,7 @@ class Run:
     cpu: float = 0.0     # seconds of CPU of the service and everything it reaped
     maxrss_kib: int = 0  # peak RSS of the service (or of the largest process it reaped)
     ready: float = 0.0   # API: seconds until LocalManager() returned
+    extra: Dict[str, float] = field(default_factory=dict)  # API: latencies (ms) of the latency workload
 
     @property
     def rate(self) -> float:
@@ -61,12 +62,18 @@ def _requests(n: int, shape: str) -> List[Dict[str, Any]]:
     return [{"request": "submit", "jobs": jobs}, {"request": "control", "command": "finishAfterAllTasksDone"}]
 
 
+def write_requests(wd: str, n: int, shape: str) -> str:
+    """A request file of ``n`` ``/bin/true`` tasks in ``wd``; returns its path."""
+    path = os.path.join(wd, "reqs.json")
+    with open(path, "w") as fh:
+        json.dump(_requests(n, shape), fh)
+    return path
+
+
 def file_mode(side: Side, n: int, shape: str, nodes: str, extra: Optional[List[str]] = None) -> Run:
     """``n`` ``/bin/true`` tasks from a request file, start to exit."""
     with tempfile.TemporaryDirectory(prefix="qcgpj-bench-") as wd:
-        path = os.path.join(wd, "reqs.json")
-        with open(path, "w") as fh:
-            json.dump(_requests(n, shape), fh)
+        path = write_requests(wd, n, shape)
         cmd = [side.python, "-m", side.module, "--file-path", path, "--wd", wd, "--nodes", nodes,
                "--report-format", "json", *(extra or [])]  # (the reference breaks on "none")
         with open(os.path.join(wd, "stderr"), "w+") as err:
@@ -82,11 +89,12 @@ def file_mode(side: Side, n: int, shape: str, nodes: str, extra: Optional[List[s
 
 
 def api(side: Side, n: int, shape: str, nodes: str) -> Run:
-    """``LocalManager`` submits ``n`` tasks and waits for all (the driver runs on ``side``'s python)."""
+    """``LocalManager`` runs one workload of ``api_driver.py`` (``iterations``, ``jobs``,
+    ``chain``, ``latency``) on ``side``'s python."""
     with tempfile.TemporaryDirectory(prefix="qcgpj-bench-") as wd:
         proc = subprocess.run([side.python, os.path.join(HERE, "api_driver.py"), shape, str(n), nodes],
                               cwd=wd, env=side.env, capture_output=True, text=True, timeout=3600, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{side.name} API run failed ({proc.returncode}): {proc.stderr[-2000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    return Run(out["work"], n, ready=out["ready"])
+    return Run(out.pop("work"), n, ready=out.pop("ready"), extra=out)

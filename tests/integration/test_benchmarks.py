@@ -1,5 +1,6 @@
 """The benchmark suite (``python -m benchmarks``) in its quick form, so that it cannot rot:
-every row runs for ours and for QCG-PilotJob 0.14.2 and lands in the JSON. No figure is
+every side-by-side row runs for ours and for QCG-PilotJob 0.14.2, and every row of ours
+alone (dry runs through a governor, real partitions) runs, and all land in the JSON. No figure is
 judged here (timing belongs to the benchmark, not to tests).
 
 The reference is installed from PyPI into ``.cache/qcgpj-0.14.2`` once; if that cannot be
@@ -33,7 +34,7 @@ def test_quick_benchmark_runs_every_row_for_both(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["floor"]["rate"] > 0 and res["machine"]["cpus"] == os.cpu_count()
-    assert len(res["rows"]) == 5
+    assert len(res["rows"]) == 8
     for label, sides in res["rows"].items():
         assert set(sides) == {"ours", "ref"}, label
         for name, summary in sides.items():
@@ -43,3 +44,15 @@ def test_quick_benchmark_runs_every_row_for_both(tmp_path: Path) -> None:
             else:
                 assert summary["ready"] > 0, (label, name)
     assert "ours/ref" in proc.stdout
+    chain = next(sides for label, sides in res["rows"].items() if "chain of" in label)
+    latency = next(sides for label, sides in res["rows"].items() if "requests at" in label)
+    for name in ("ours", "ref"):
+        assert chain[name]["wall"] > 0
+        assert all(latency[name][key] > 0 for key in ("list_ms", "job_status_ms", "status_ms", "submit_ms"))
+    assert set(res["memory_per_job_kib"]) == {"ours", "ref"}
+    # rows of ours alone: dry runs through 1 and 10 partitions and single-manager mode, and
+    # real tasks through 0, 1, 2 and 4 partitions
+    ours_rows = res["ours_rows"]
+    assert len(ours_rows) == 10 and all(row["rate"] > 0 and row["maxrss_mib"] > 0 for row in ours_rows.values())
+    assert {label.split(", ")[-1] for label in ours_rows} >= {"10 partitions", "1 partition(s)", "single manager",
+                                                              "4 partition(s)"}
