@@ -247,10 +247,8 @@ class Front(PartitionSide):
     def _forget(self, job: JobRecord) -> None:
         del self.jobs[job.name]
         self.job_counts[job.state] -= 1
-        made = job.tasks.made()
-        self.task_counts[JobState.QUEUED] -= job.total - len(made)  # (a task without a record waits)
-        for rec in made.values():
-            self.task_counts[rec.state] -= 1
+        for state, n in job.tasks.state_counts().items():
+            self.task_counts[state] -= n
 
     # ==== routing ===============================================================================
     def _queue_dispatch(self, job: JobRecord, ranges: List[Range]) -> None:
@@ -361,6 +359,7 @@ class Front(PartitionSide):
         if job.iterative:
             if self._publish is not None and not replay:
                 self._publish("IFI", {"job": job.name, "it": it, "state": state.name})
+            job.tasks.retire(idx, job.submit_time)  # (reported and journalled: into columns)
             self._released(self.deps.wake((job.name, it), state))
         if job.finished == job.total:
             self._job_final(job, when, replay)

@@ -156,12 +156,12 @@ class PartitionSide:
         if (it is None) == job.iterative or (it is not None and not job.has_iteration(it)):
             raise InvalidTransition(name, job.state, state, job.history, "no such task")
         idx = job.index(ev.iteration)
+        view = job.tasks.view(idx)
         if job.tasks.partition(idx) != link.index:
-            view = job.tasks.view(idx)
             raise InvalidTransition(name, view.state, state, view.history_entries(job.submit_time),
                                     f"the task is not on partition {link.name}")
-        rec = job.tasks[idx]
-        check_task(name, rec.state, state, rec.history_entries(job.submit_time), from_partition=True)
+        check_task(name, view.state, state, view.history_entries(job.submit_time), from_partition=True)
+        rec = job.tasks[idx]  # (made only now: a late word on a final task changes nothing)
         data = ev.data or {}
         if state is JobState.QUEUED:  # still waiting, with a reason (e.g. the allocation's time)
             if data.get("message"):

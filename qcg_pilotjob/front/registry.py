@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from ..jobdesc import JobDescription
 from ..states import JobState
 from .ranges import IntervalMap, Range, cut
+from .retired import Retired
 
 __all__ = ["JobRecord", "TaskRecord", "TaskTable", "format_rtime", "format_time"]
 
@@ -97,11 +98,12 @@ class TaskTable:
     shared record (:meth:`end_together`). The maps are made when first needed: most jobs
     have one task, and every object a job holds costs the garbage collector."""
 
-    __slots__ = ("_bulk", "_ended", "_made", "_placed", "_skip", "total")
+    __slots__ = ("_bulk", "_ended", "_made", "_placed", "_retired", "_skip", "total")
 
     def __init__(self, total: int) -> None:
         self.total = total
         self._made: Dict[int, TaskRecord] = {}
+        self._retired: Optional[Retired] = None  # final iterations, in columns (see retire)
         self._placed: Optional[IntervalMap] = None
         self._skip: Optional[List[int]] = None  # sorted: tasks final before they were dispatched
         self._ended: Optional[IntervalMap] = None
@@ -115,6 +117,10 @@ class TaskTable:
         if rec is None:
             if not 0 <= idx < self.total:
                 raise IndexError(idx)
+            if self._retired is not None and idx in self._retired:  # (back in use: out of the columns)
+                rec = self._made[idx] = self._retired.record(idx)
+                self._retired.remove(idx)
+                return rec
             rec = TaskRecord()
             if self._ended is not None:
                 shown = self.view(idx)
@@ -130,22 +136,34 @@ class TaskTable:
             yield self.view(idx)
 
     def count_state(self, state: JobState) -> int:
-        """Tasks in ``state`` among those with a record or ended together."""
+        """Tasks in ``state`` among those with a record (or retired) or ended together."""
         made = sum(1 for rec in self._made.values() if rec.state is state)
+        if self._retired is not None:
+            made += self._retired.counts.get(state, 0)
         if self._ended is None or self._bulk is None:
             return made
         bulk = self._bulk
         return made + sum(b - a for a, b, pos in self._ended.items() if bulk[pos].state is state)
 
     def state(self, idx: int) -> JobState:
+        rec = self._made.get(idx)
+        if rec is not None:
+            return rec.state
+        if self._retired is not None:
+            state = self._retired.state(idx)
+            if state is not None:
+                return state
         return self.view(idx).state
 
     def view(self, idx: int) -> TaskRecord:
-        """The record to show for task ``idx``: its own, the shared one of the tasks ended
-        with it, or :data:`WAITING` (do not change it)."""
+        """The record to show for task ``idx``: its own, one rebuilt from the columns of
+        retired iterations, the shared one of the tasks ended with it, or :data:`WAITING`
+        (do not change it)."""
         rec = self._made.get(idx)
         if rec is not None:
             return rec
+        if self._retired is not None and idx in self._retired:
+            return self._retired.record(idx)
         if self._ended is not None and self._bulk is not None:
             pos = self._ended.get(idx)
             if pos is not None:
@@ -166,7 +184,33 @@ class TaskTable:
             self._ended.assign(a, b, len(self._bulk) - 1)
 
     def made(self) -> Dict[int, TaskRecord]:
+        """Tasks with a record in use (not retired: see :meth:`retired_counts`)."""
         return self._made
+
+    def state_counts(self) -> Dict[JobState, int]:
+        """How many tasks are in each state: records in use, retired iterations, tasks ended
+        together; the rest wait (QUEUED)."""
+        counts: Dict[JobState, int] = dict(self._retired.counts) if self._retired is not None else {}
+        for rec in self._made.values():
+            counts[rec.state] = counts.get(rec.state, 0) + 1
+        if self._ended is not None and self._bulk is not None:
+            bulk = self._bulk
+            for a, b, pos in self._ended.items():
+                state = bulk[pos].state
+                counts[state] = counts.get(state, 0) + b - a
+        counts[JobState.QUEUED] = counts.get(JobState.QUEUED, 0) + self.total - sum(counts.values())
+        return counts
+
+    def retire(self, idx: int, submit_time: float) -> None:
+        """Iteration ``idx`` is final and reported: keep it in columns (:mod:`.retired`),
+        unless its record is of an unusual shape."""
+        rec = self._made.get(idx)
+        if rec is None:
+            return
+        if self._retired is None:
+            self._retired = Retired(submit_time)
+        if self._retired.add(idx, rec):
+            del self._made[idx]
 
     def settle(self) -> None:
         """Every task is final: forget where they went and what was skipped (a finished job
@@ -200,10 +244,14 @@ class TaskTable:
         return self._placed is not None and self._placed.holds(start, stop, partition)
 
     def made_in(self, start: int, stop: int) -> List[int]:
-        """Sorted indexes in ``[start, stop)`` that have a record."""
+        """Sorted indexes in ``[start, stop)`` that have a record (retired ones too)."""
         if len(self._made) < stop - start:
-            return sorted(i for i in self._made if start <= i < stop)
-        return [i for i in range(start, stop) if i in self._made]
+            made = sorted(i for i in self._made if start <= i < stop)
+        else:
+            made = [i for i in range(start, stop) if i in self._made]
+        if self._retired is not None and self._retired.size:
+            made = sorted(made + list(self._retired.indexes(start, stop)))
+        return made
 
     def _open(self, a: int, b: int) -> List[Range]:
         """The parts of ``[a, b)`` neither dispatched nor ended together."""
