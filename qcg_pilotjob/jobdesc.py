@@ -256,7 +256,7 @@ class Resources:
     @classmethod
     def parse(cls, job: Optional[str], value: Any, iterative: bool) -> Resources:
         if value is None:
-            return cls(cores=ResourceSize(exact=1))
+            return _ONE_CORE
         if not isinstance(value, dict):
             raise _err(job, "resources", "must be a dictionary")
         _check_keys(job, "resources", value, _RES_KEYS)
@@ -285,6 +285,10 @@ class Resources:
         if cores is not None and nodes is not None and cores.scheduler and nodes.scheduler:
             raise _err(job, "resources", "only one of numCores and numNodes may use an iteration scheduler")
         return cls(cores=cores, nodes=nodes, wt=wt, crs=crs)
+
+
+#: the resources of a job that names none (shared: a description is never changed)
+_ONE_CORE = Resources(cores=ResourceSize(exact=1))
 
 
 @dataclass(frozen=True)
@@ -489,6 +493,12 @@ class JobDescription:
             raise _err(name, "attributes", "must be a dictionary")
         return cls(name, execution, resources, iteration, tuple(deps), attributes, data)
 
+    def spent(self) -> JobDescription:
+        """What a finished job still needs of its description: its name and iterations.
+        What it ran, on what and after what is in the journal and the report already; the
+        rest (600 bytes and more a job) is let go."""
+        return JobDescription(self.name, _NOTHING_TO_RUN, _ONE_CORE, self.iteration, (), _NO_ATTRIBUTES, _NO_RAW)
+
     @property
     def total_iterations(self) -> int:
         return self.iteration.count if self.iteration else 1
@@ -497,3 +507,9 @@ class JobDescription:
         if self.iteration is None:
             return range(0)
         return range(self.iteration.start, self.iteration.stop)
+
+
+#: what a spent description holds (shared, never changed)
+_NOTHING_TO_RUN = Execution()
+_NO_ATTRIBUTES: Dict[str, Any] = {}
+_NO_RAW: Dict[str, Any] = {}

@@ -67,6 +67,8 @@ class Front(PartitionSide):
         self.active_jobs = 0
         self.tasks_done = 0
         self.invalid_events = 0
+        #: ``--prune-finished``: finished iterations keep their state alone
+        self.prune = False
         self.deps = Dependencies(self.jobs.get)
         self.router = Router()
         self.requests = Requests(self)
@@ -359,7 +361,7 @@ class Front(PartitionSide):
         if job.iterative:
             if self._publish is not None and not replay:
                 self._publish("IFI", {"job": job.name, "it": it, "state": state.name})
-            job.tasks.retire(idx, job.submit_time)  # (reported and journalled: into columns)
+            job.tasks.retire(idx, job.submit_time, self.prune)  # (reported and journalled: into columns)
             self._released(self.deps.wake((job.name, it), state))
         if job.finished == job.total:
             self._job_final(job, when, replay)
@@ -380,6 +382,7 @@ class Front(PartitionSide):
                 self._publish("NOJ", {})
         if not replay and self.report.enabled:  # on replay the report already holds the job's line
             self.report.write(format_report(report_entry(job, None), self.report_format))
+        job.desc = job.desc.spent()  # (reported and journalled: what it ran is let go)
         self._released(self.deps.wake((job.name, None), final))
 
     def _omit_job(self, job: JobRecord, reason: str, now: float) -> None:

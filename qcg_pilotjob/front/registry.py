@@ -201,14 +201,14 @@ class TaskTable:
         counts[JobState.QUEUED] = counts.get(JobState.QUEUED, 0) + self.total - sum(counts.values())
         return counts
 
-    def retire(self, idx: int, submit_time: float) -> None:
+    def retire(self, idx: int, submit_time: float, prune: bool = False) -> None:
         """Iteration ``idx`` is final and reported: keep it in columns (:mod:`.retired`),
-        unless its record is of an unusual shape."""
+        unless its record is of an unusual shape; with ``prune``, its state alone."""
         rec = self._made.get(idx)
         if rec is None:
             return
         if self._retired is None:
-            self._retired = Retired(submit_time)
+            self._retired = Retired(submit_time, pruned=prune)
         if self._retired.add(idx, rec):
             del self._made[idx]
 

@@ -38,7 +38,7 @@ from ..states import JobState
 if TYPE_CHECKING:
     from .registry import TaskRecord
 
-__all__ = ["CHUNK", "Retired"]
+__all__ = ["CHUNK", "PRUNED", "Retired"]
 
 #: iterations per chunk of columns
 CHUNK = 4096
@@ -52,11 +52,20 @@ _KEYS = ("allocation", "wd", "exit_code", "rtime")
 _Q, _S, _E = JobState.QUEUED, JobState.SCHEDULED, JobState.EXECUTING
 
 
-class _Chunk:
-    __slots__ = ("alloc", "ended", "exit", "pid", "rtime", "started", "state", "wd")
+class _States:
+    """The states of a chunk of iterations (all a pruned store keeps)."""
+
+    __slots__ = ("state",)
 
     def __init__(self) -> None:
         self.state = array("b", bytes(CHUNK))  # 0: not retired (no state is 0)
+
+
+class _Chunk(_States):
+    __slots__ = ("alloc", "ended", "exit", "pid", "rtime", "started", "wd")
+
+    def __init__(self) -> None:
+        super().__init__()
         self.started = array("d", bytes(8 * CHUNK))
         self.ended = array("d", bytes(8 * CHUNK))
         self.rtime = array("d", bytes(8 * CHUNK))
@@ -66,14 +75,20 @@ class _Chunk:
         self.wd: List[Optional[str]] = [None] * CHUNK
 
 
+#: what a pruned iteration says instead of its history and runtime
+PRUNED = "details of this iteration were not kept (--prune-finished)"
+
+
 class Retired:
-    """The finished iterations of one job (submitted at ``submit_time``), by index."""
+    """The finished iterations of one job (submitted at ``submit_time``), by index. A
+    ``pruned`` store keeps their states alone (``--prune-finished``): one byte each."""
 
-    __slots__ = ("_chunks", "_messages", "_shared", "counts", "size", "submit_time")
+    __slots__ = ("_chunks", "_messages", "_shared", "counts", "pruned", "size", "submit_time")
 
-    def __init__(self, submit_time: float) -> None:
+    def __init__(self, submit_time: float, pruned: bool = False) -> None:
         self.submit_time = submit_time
-        self._chunks: Dict[int, _Chunk] = {}
+        self.pruned = pruned
+        self._chunks: Dict[int, Any] = {}  # chunk number -> _Chunk (_States when pruned)
         self._messages: Dict[int, str] = {}
         self._shared: Dict[str, str] = {}
         self.counts: Dict[JobState, int] = {}  # retired iterations per state
@@ -93,6 +108,11 @@ class Retired:
     def add(self, idx: int, rec: TaskRecord) -> bool:
         """Retire the final record of iteration ``idx``; False if it is not of a usual shape."""
         submit_time = self.submit_time
+        if self.pruned:
+            if not rec.state.is_final:
+                return False
+            self._put_state(idx, rec.state)
+            return True
         hist = rec.history
         if hist is None or not rec.state.is_final or hist[0] != (submit_time, _Q) or hist[-1][1] is not rec.state:
             return False
@@ -110,11 +130,8 @@ class Retired:
             started, alloc, wd, code, rtime, pid = _NAN, None, None, 0, 0.0, _NO_PID
         else:
             return False
-        chunk = self._chunks.get(idx // CHUNK)
-        if chunk is None:
-            chunk = self._chunks[idx // CHUNK] = _Chunk()
+        chunk = self._put_state(idx, rec.state)
         at = idx % CHUNK
-        chunk.state[at] = int(rec.state)
         chunk.started[at] = started
         chunk.ended[at] = hist[-1][0]
         chunk.rtime[at] = rtime
@@ -124,9 +141,16 @@ class Retired:
         chunk.wd[at] = self._share(wd)
         if rec.message:
             self._messages[idx] = rec.message
-        self.counts[rec.state] = self.counts.get(rec.state, 0) + 1
-        self.size += 1
         return True
+
+    def _put_state(self, idx: int, state: JobState) -> Any:
+        chunk = self._chunks.get(idx // CHUNK)
+        if chunk is None:
+            chunk = self._chunks[idx // CHUNK] = _States() if self.pruned else _Chunk()
+        chunk.state[idx % CHUNK] = int(state)
+        self.counts[state] = self.counts.get(state, 0) + 1
+        self.size += 1
+        return chunk
 
     def record(self, idx: int) -> TaskRecord:
         """A record equal to the one retired as ``idx`` (a new one: changing it changes nothing)."""
@@ -136,6 +160,9 @@ class Retired:
         submit_time = self.submit_time
         rec = TaskRecord()
         rec.state = _STATES[chunk.state[at]]
+        if self.pruned:
+            rec.message = PRUNED
+            return rec
         started = chunk.started[at]
         if math.isnan(started):
             rec.history = [(submit_time, _Q), (chunk.ended[at], rec.state)]

@@ -69,7 +69,10 @@ class PartitionManager:
             self.executor = SrunExecutor(loop, on_exit=self._on_exit, **executor_options)  # type: ignore[arg-type]
         else:
             self.executor = LocalExecutor(loop, on_exit=self._on_exit, **executor_options)  # type: ignore[arg-type]
+        #: jobs with tasks here (queued or running), and how many: a job's spec goes when
+        #: its last task here ends (a long run of many jobs holds only the live ones)
         self.specs: Dict[str, TaskSpec] = {}
+        self._tasks_here: Dict[str, int] = {}
         self._events: List[TaskEvent] = []
         self._flush_pending = False
         self._schedule_pending = False
@@ -124,12 +127,16 @@ class PartitionManager:
         elif isinstance(msg, ForgetMsg):
             for name in msg.jobs:
                 self.specs.pop(name, None)
+                self._tasks_here.pop(name, None)
         elif isinstance(msg, ShutdownMsg):
             self.loop.create_task(self._shutdown(msg.reason))
         else:
             _log.warning("partition %s: unexpected message %s dropped", self.id, type(msg).__name__)
 
     def _dispatch(self, msg: DispatchMsg) -> None:
+        name = msg.desc.name
+        self._tasks_here[name] = self._tasks_here.get(name, 0) + (
+            sum(b - a for a, b in msg.iterations) if msg.iterations else 1)
         if self._stopping:
             message = "the service is finishing; the task was not started"
             if msg.iterations:
@@ -227,6 +234,17 @@ class PartitionManager:
         if not self._flush_pending:
             self._flush_pending = True
             self.loop.call_soon(self._flush)
+        if state.is_final:
+            self._gone(job, 1)
+
+    def _gone(self, job: str, n: int) -> None:
+        """``n`` tasks of ``job`` ended here; with the last, its spec goes."""
+        left = self._tasks_here.get(job, 0) - n
+        if left > 0:
+            self._tasks_here[job] = left
+        else:
+            self._tasks_here.pop(job, None)
+            self.specs.pop(job, None)
 
     def _cancel_queued(self, job: str, message: str) -> None:
         """Every queued task of ``job`` is CANCELED: its iterations in one message of ranges."""
@@ -239,6 +257,7 @@ class PartitionManager:
     def _ended(self, job: str, ranges: List[Tuple[int, int]], state: JobState, message: str) -> None:
         self._flush()  # (the events before it go first)
         self.send(TasksEndedMsg(job, ranges, int(state), time.time(), message))
+        self._gone(job, sum(b - a for a, b in ranges))
 
     def _flush(self) -> None:
         self._flush_pending = False

@@ -67,6 +67,8 @@ __all__ = ["cli", "main"]
               help="turn off the authentication of the network interface (for clients that cannot do CURVE, "
                    "such as QCG-PilotJob 0.14's own); anyone who reaches it can run commands as you")
 @click.option("--keep-task-children", is_flag=True, help="leave running the processes a task started when it ends")
+@click.option("--prune-finished", is_flag=True,
+              help="finished iterations keep their state alone, not their history and runtime (very long runs)")
 @click.option("--dry-run", is_flag=True, hidden=True)
 @click.option("--heartbeat", type=float, default=1.0, hidden=True)
 @click.option("--aux-dir", hidden=True)
@@ -88,7 +90,7 @@ def cli(**kw: Any) -> None:
         slurm_limit_nodes_range_begin=kw["slurm_limit_nodes_range_begin"],
         slurm_limit_nodes_range_end=kw["slurm_limit_nodes_range_end"],
         resume=kw["resume"], kill_grace=kw["kill_grace"], ready_fd=kw["ready_fd"], lifeline_fd=kw["lifeline_fd"],
-        keep_task_children=kw["keep_task_children"],
+        keep_task_children=kw["keep_task_children"], prune_finished=kw["prune_finished"],
         dry_run=kw["dry_run"], heartbeat=kw["heartbeat"], aux_dir=kw["aux_dir"], launcher=kw["launcher"],
     )
     code = run(cfg)

@@ -49,6 +49,7 @@ class ServiceConfig:
     resume: Optional[str] = None
     kill_grace: float = 10.0
     keep_task_children: bool = False    # leave what a task leaves behind running (daemons on purpose)
+    prune_finished: bool = False        # finished iterations keep their state alone (very long runs)
     dry_run: bool = False               # start no processes: tasks "succeed" at once (benchmarks)
     heartbeat: float = 1.0              # governor <-> partition heartbeat interval, seconds
     aux_dir: Optional[str] = None       # a partition started by a governor: where its files go

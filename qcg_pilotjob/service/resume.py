@@ -30,7 +30,7 @@ _log = logging.getLogger("qcg_pilotjob.service")
 
 #: options kept in the journal; a resume without them on its command line uses these
 RECORDED = ("wd", "governor", "nodes", "resources", "slurm_partition_nodes", "system_core", "dry_run", "net",
-            "report_format", "report_file", "envschema", "kill_grace", "keep_task_children")
+            "report_format", "report_file", "envschema", "kill_grace", "keep_task_children", "prune_finished")
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ServiceConfig)}
 

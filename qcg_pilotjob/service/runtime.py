@@ -214,6 +214,7 @@ class Service:
         self.journal = Journal(self.journal_writer)
         self.front = Front(instance_id=self.instance_id, report=self.report, report_format=self.cfg.report_format,
                            journal=self.journal, on_change=self.changed.set)
+        self.front.prune = self.cfg.prune_finished
         stack.callback(lambda: _log.warning("service %s finished: %d tasks ended, %d jobs in registry",
                                             self.instance_id, self.front.tasks_done, len(self.front.jobs)))
         if self.file_path:

@@ -4,11 +4,19 @@ TaskEventsMsg per loop turn, a dispatch during shutdown answered CANCELED."""
 from __future__ import annotations
 
 import asyncio
-from typing import List
+from typing import Callable, List
 
 from qcg_pilotjob.jobdesc import JobDescription
 from qcg_pilotjob.partition.manager import PartitionManager
-from qcg_pilotjob.protocol.messages import DispatchMsg, Message, ShutdownMsg, StoppedMsg, TaskEventsMsg, TasksEndedMsg
+from qcg_pilotjob.protocol.messages import (
+    CancelMsg,
+    DispatchMsg,
+    Message,
+    ShutdownMsg,
+    StoppedMsg,
+    TaskEventsMsg,
+    TasksEndedMsg,
+)
 from qcg_pilotjob.resources import ResourcePool, parse_nodes_spec
 from qcg_pilotjob.states import JobState
 
@@ -61,3 +69,42 @@ def test_dispatch_during_shutdown_answered_canceled(tmp_path: object) -> None:
     assert (ended.job, ended.iterations, ended.state) == ("late", [(0, 2)], int(JobState.CANCELED))
     assert "finishing" in ended.message
     assert not [e for m in sent if isinstance(m, TaskEventsMsg) for e in m.events]
+
+
+def test_a_jobs_spec_goes_with_its_last_task_here(tmp_path: object) -> None:
+    """A long run of many jobs must not keep every job's description in its partitions:
+    a job's spec goes when its last task here ends (done, failed to start, or canceled
+    while queued), and comes back with the next dispatch of that job."""
+    async def turns(pm: PartitionManager, until: Callable[[], bool]) -> None:
+        for _ in range(200):  # (loop turns, not time: the dry-run executor ends tasks a turn later)
+            if until():
+                return
+            await asyncio.sleep(0)
+        raise AssertionError("the condition did not come true")
+
+    async def scenario() -> List[Message]:
+        sent: List[Message] = []
+        pm = manager(asyncio.get_running_loop(), sent, str(tmp_path))
+        pm.receive(DispatchMsg(desc("a", 4), 4, [(0, 4)]))
+        pm.receive(DispatchMsg(desc("b", 20), 20, [(0, 12)]))  # (8 cores: b's last ones wait)
+        await turns(pm, lambda: "a" not in pm.specs)
+        assert "b" in pm.specs  # (some of b still run or wait)
+        await turns(pm, lambda: not pm.specs)
+        pm.receive(DispatchMsg(desc("b", 20), 20, [(12, 20)]))  # more of b, later
+        assert "b" in pm.specs
+        await turns(pm, lambda: not pm.specs)
+        pm.receive(DispatchMsg(desc("c", 30), 30, [(0, 30)]))
+        pm.receive(CancelMsg("c", None))  # (queued ones end together, running ones when stopped)
+        await turns(pm, lambda: not pm.specs and not pm.executor.running)
+        assert not pm._tasks_here
+        return sent
+
+    sent = asyncio.run(scenario())
+    done = [(e.job, e.iteration) for m in sent if isinstance(m, TaskEventsMsg) for e in m.events
+            if e.state == int(JobState.SUCCEED)]
+    assert sorted(it for job, it in done if job == "b") == list(range(20))
+    ended = [m for m in sent if isinstance(m, TasksEndedMsg)]
+    canceled = sum(b - a for m in ended for a, b in m.iterations) + sum(
+        1 for m in sent if isinstance(m, TaskEventsMsg) for e in m.events
+        if e.job == "c" and e.state in (int(JobState.CANCELED), int(JobState.SUCCEED)))
+    assert canceled == 30

@@ -14,18 +14,19 @@ from typing import Any, Dict, List, Tuple
 import pytest
 
 from qcg_pilotjob.front.registry import JobRecord, TaskRecord, TaskTable
-from qcg_pilotjob.front.retired import CHUNK, Retired
+from qcg_pilotjob.front.retired import CHUNK, PRUNED, Retired
 from qcg_pilotjob.jobdesc import JobDescription
 from qcg_pilotjob.protocol.messages import DispatchMsg, TaskEvent, TaskEventsMsg, TasksEndedMsg
 from qcg_pilotjob.states import JobState
 from tests.unit.test_front_bulk import Files
 
 
-def _scenario(tmp: Path) -> Tuple[Files, List[Dict[str, Any]]]:
+def _scenario(tmp: Path, prune: bool = False) -> Tuple[Files, List[Dict[str, Any]]]:
     """A job of 12 iterations over two partitions: some succeed (with and without a pid),
     some fail with a message, one ends with an int run time (not retired), one fails
     before it starts, and the rest are canceled; then partition p0 is lost."""
     f = Files(tmp, parts=2)
+    f.front.prune = prune
     assert f.submit({"name": "it", "execution": {"exec": "/bin/true"}, "iteration": {"stop": 12}})["code"] == 0
     placed = {i: n for n, sent in enumerate(f.sent) for m in sent if isinstance(m, DispatchMsg)
               for a, b in m.iterations or () for i in range(a, b)}
@@ -72,7 +73,7 @@ def test_retiring_changes_nothing_anybody_sees(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(time, "time", lambda: 1_700_000_100.125)  # (ends the front dates itself)
     kept, with_retiring = _scenario(tmp_path / "a")
     assert kept.front.invalid_events == 1
-    monkeypatch.setattr(TaskTable, "retire", lambda self, idx, submit_time: None)
+    monkeypatch.setattr(TaskTable, "retire", lambda self, idx, submit_time, prune=False: None)
     _, without = _scenario(tmp_path / "b")
     for got, expected in zip(with_retiring, without):
         assert json.loads(json.dumps(got, default=str)) == json.loads(json.dumps(expected, default=str))
@@ -145,3 +146,40 @@ def test_a_retired_iteration_costs_tens_of_bytes() -> None:
     used = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     assert used / CHUNK < 64, used / CHUNK  # (a record with its history and runtime: over 700)
+
+
+def test_pruned_iterations_keep_counts_reports_and_journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--prune-finished``: a finished iteration keeps its state alone. Counts, states,
+    the job list, the report and the journal are those of a run without pruning; jobInfo
+    shows each pruned iteration's state and says its details were not kept."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_100.125)
+    _, with_pruning = _scenario(tmp_path / "a", prune=True)
+    _, without = _scenario(tmp_path / "b")
+    same = [1, 2, 3, 4, 6, 7, 8, 9, 10]  # (jobStatus, list, counts, refusals, messages sent, report, journal)
+    for i in same:
+        assert json.loads(json.dumps(with_pruning[i], default=str)) == json.loads(json.dumps(without[i], default=str))
+    childs = with_pruning[0]["data"]["jobs"]["it"]["data"]["childs"]
+    plain = without[0]["data"]["jobs"]["it"]["data"]["childs"]
+    assert [c["state"] for c in childs] == [c["state"] for c in plain]
+    finals = [c for c in childs if c["state"] in ("SUCCEED", "FAILED") and c["iteration"] != 6]
+    assert finals and all(c.get("messages") == PRUNED and "runtime" not in c for c in finals)
+    assert any("runtime" in c for c in plain)
+
+
+def test_a_pruned_iteration_costs_a_byte() -> None:
+    import tracemalloc
+    store = Retired(1.0, pruned=True)
+    rec = TaskRecord()
+    rec.set_state(JobState.FAILED, 2.0, 1.0)
+    rec.message = "exit code 1"
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(4 * CHUNK):
+        assert store.add(i, rec)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert used / (4 * CHUNK) < 2, used
+    assert store.record(5).state is JobState.FAILED and store.record(5).message == PRUNED
+    assert store.counts == {JobState.FAILED: 4 * CHUNK}
