@@ -24,11 +24,11 @@ from .links import PartitionLink
 from .partitions import PartitionSide
 from .ranges import Range, as_ranges, count, indexes, merge
 from .registry import JobRecord
-from .reports import LineWriter, format_report
+from .reports import LineWriter
 from .requests import Requests, Response
 from .router import ReadyEntry, Router, new_ready_queue
 from .transitions import check_task
-from .views import report_entry, report_line
+from .views import job_report_line, report_line
 
 __all__ = ["Front", "PartitionLink"]
 
@@ -381,7 +381,7 @@ class Front(PartitionSide):
             if self.active_jobs == 0:
                 self._publish("NOJ", {})
         if not replay and self.report.enabled:  # on replay the report already holds the job's line
-            self.report.write(format_report(report_entry(job, None), self.report_format))
+            self.report.write(job_report_line(job, self.report_format))
         job.desc = job.desc.spent()  # (reported and journalled: what it ran is let go)
         self._released(self.deps.wake((job.name, None), final))
 

@@ -21,6 +21,7 @@ messages.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Deque, Dict, List, Optional, Sequence, Set, Tuple
@@ -69,11 +70,15 @@ class Router:
         self.lookahead = lookahead
         self._weights: Dict[str, int] = {}
         self._fits: Dict[str, Set[int]] = {}
+        #: the partitions jobs of one shape fit in, by shape (their resources as submitted,
+        #: their number of iterations and the first): most jobs of a run share a few shapes
+        self._fits_by_shape: Dict[Tuple[str, int, Optional[int]], Set[int]] = {}
 
     # --- caches --------------------------------------------------------------------------
     def links_changed(self) -> None:
         """A partition joined or lost a node: fits are computed again."""
         self._fits.clear()
+        self._fits_by_shape.clear()
 
     def forget(self, job_name: str) -> None:
         self._weights.pop(job_name, None)
@@ -99,7 +104,15 @@ class Router:
         """The live partitions ``job`` fits in (cached per job)."""
         fit = self._fits.get(job.name)
         if fit is None:
-            fit = {lk.index for lk in links if unfit_reason(lk.pool, job.desc, job.total, with_gpus=False) is None}
+            desc = job.desc
+            shape = (json.dumps(desc.raw.get("resources"), sort_keys=True, default=str), job.total,
+                     desc.iteration.start if desc.iteration else None)
+            fit = self._fits_by_shape.get(shape)
+            if fit is None:
+                fit = {lk.index for lk in links if unfit_reason(lk.pool, desc, job.total, with_gpus=False) is None}
+                if len(self._fits_by_shape) >= 10_000:
+                    self._fits_by_shape.clear()
+                self._fits_by_shape[shape] = fit
             self._fits[job.name] = fit
         return [lk for lk in live if lk.index in fit]
 

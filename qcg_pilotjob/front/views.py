@@ -9,6 +9,7 @@ as a list), so the two never disagree.
 from __future__ import annotations
 
 import datetime
+import json
 import json.encoder
 import socket
 import time
@@ -21,7 +22,8 @@ from .reports import format_report
 if TYPE_CHECKING:
     from .core import Front
 
-__all__ = ["job_info", "job_list", "report_entry", "report_line", "resources", "status", "task_fields"]
+__all__ = ["job_info", "job_list", "job_report_line", "report_entry", "report_line", "resources", "status",
+           "task_fields"]
 
 History = List[Tuple[float, JobState]]
 
@@ -114,16 +116,41 @@ def report_line(job: JobRecord, idx: int, fmt: str) -> str:
     if fmt != "json":
         return format_report(report_entry(job, idx), fmt)
     rec = job.tasks.view(idx)
-    parts = [f'{{"name":{_text(f"{job.name}:{job.iteration_of(idx)}")},"state":"{rec.state.name}","history":[',
-             ",".join(f'{{"state":"{s.name}","date":"{format_time(t)}"}}'
-                      for t, s in rec.history_entries(job.submit_time)), "]"]
+    parts = _task_json(f"{job.name}:{job.iteration_of(idx)}", rec.state, rec, job.submit_time)
+    if rec.message:
+        parts.append(f',"messages":{_text(rec.message)}')
+    parts.append("}\n")
+    return "".join(parts)
+
+
+def _task_json(name: str, state: JobState, rec: TaskRecord, submit_time: float) -> List[str]:
+    """The start of a report line in JSON: name, state, the task's history and runtime."""
+    parts = [f'{{"name":{_text(name)},"state":"{state.name}","history":[',
+             ",".join(f'{{"state":"{s.name}","date":"{format_time(t)}"}}' for t, s in rec.history_entries(submit_time)),
+             "]"]
     if rec.runtime:
         parts.append(',"runtime":{')
         parts.append(",".join(f"{_text(str(key))}:{_text(format_rtime(float(val)) if key == 'rtime' else str(val))}"
                               for key, val in rec.runtime.items()))
         parts.append("}")
-    if rec.message:
-        parts.append(f',"messages":{_text(rec.message)}')
+    return parts
+
+
+def job_report_line(job: JobRecord, fmt: str) -> str:
+    """The report line of a finished job: ``format_report(report_entry(job, None), fmt)``,
+    the JSON line of a job without iterations put together directly, as
+    :func:`report_line` does for an iteration."""
+    if fmt != "json" or job.iterative:
+        return format_report(report_entry(job, None), fmt)
+    rec = job.tasks.view(0)
+    parts = _task_json(job.name, job.state, rec, job.submit_time)
+    messages = _job_messages(job) or rec.message
+    if messages:
+        parts.append(f',"messages":{_text(messages)}')
+    raw = job.desc.raw
+    for key in ("execution", "resources", "dependencies"):
+        if key in raw:
+            parts.append(f',"{key}":{json.dumps(raw[key], separators=(",", ":"), default=str)}')
     parts.append("}\n")
     return "".join(parts)
 

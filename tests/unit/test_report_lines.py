@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from qcg_pilotjob.front import registry
 from qcg_pilotjob.front.registry import JobRecord, format_time
 from qcg_pilotjob.front.reports import format_report
-from qcg_pilotjob.front.views import report_entry, report_line
+from qcg_pilotjob.front.views import job_report_line, report_entry, report_line
 from qcg_pilotjob.jobdesc import JobDescription
 from qcg_pilotjob.states import JobState
 
@@ -81,3 +81,36 @@ def test_report_line_of_an_iteration_that_never_got_a_record() -> None:
     waiting: Tuple[str, ...] = (report_line(job, 2, "json"), format_report(report_entry(job, 2), "json"))
     assert waiting[0] == waiting[1]
     assert json.loads(waiting[0])["history"] == [{"state": "QUEUED", "date": format_time(1_700_000_000.25)}]
+
+
+RAW = st.fixed_dictionaries({"exec": st.sampled_from(["/bin/true", "prog ü", 'say "hi"'])},
+                            optional={"args": st.lists(TEXT.filter(lambda t: "\0" not in t), max_size=3),
+                                      "env": st.dictionaries(st.sampled_from(["A", "B_Ü"]),
+                                                             TEXT.filter(lambda t: "\0" not in t), max_size=2)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(execution=RAW, cores=st.one_of(st.none(), st.integers(1, 8)), after=st.booleans(), submit=TIMES,
+       steps=st.lists(TIMES, min_size=0, max_size=3), final=FINAL, runtime=st.one_of(st.none(), RUNTIME),
+       message=st.one_of(st.none(), TEXT), job_messages=st.lists(TEXT.filter(bool), max_size=2))
+def test_job_report_line_is_the_generic_lines_text(execution: Dict[str, Any], cores: Optional[int], after: bool,
+                                                    submit: float, steps: List[float], final: JobState,
+                                                    runtime: Optional[Dict[str, Any]], message: Optional[str],
+                                                    job_messages: List[str]) -> None:
+    raw: Dict[str, Any] = {"name": "job", "execution": execution}
+    if cores is not None:
+        raw["resources"] = {"numCores": {"exact": cores}}
+    if after:
+        raw["dependencies"] = {"after": ["other"]}
+    job = JobRecord(JobDescription.from_dict(raw), submit, 0)
+    rec = job.tasks[0]
+    for when, state in zip(steps, (JobState.SCHEDULED, JobState.EXECUTING)):
+        rec.set_state(state, when, submit)
+    rec.set_state(final, steps[-1] if steps else submit, submit)
+    rec.runtime, rec.message = runtime, message
+    for text in job_messages:
+        job.add_message(text)
+    job.set_state(final, steps[-1] if steps else submit)
+    for fmt in ("json", "text"):
+        assert job_report_line(job, fmt) == format_report(report_entry(job, None), fmt)
+    assert json.loads(job_report_line(job, "json"))["execution"] == execution
