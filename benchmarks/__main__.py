@@ -141,6 +141,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, one repetition (CI)")
     ap.add_argument("--ours-only", action="store_true", help="no reference (no PyPI)")
     ap.add_argument("--skip-scale", action="store_true", help="no rows of ours alone")
+    ap.add_argument("--skip-side", action="store_true", help="no side-by-side rows (ours alone and --long only)")
     ap.add_argument("--long", type=int, default=0, metavar="N",
                     help="also N /bin/true iterations in file mode, rate per block of N/10 (e.g. 1000000)")
     ap.add_argument("--json", help="write every run here")
@@ -156,7 +157,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     }
     print(f"{os.cpu_count()} CPUs; spawn floor ({args.n} x /bin/true, 64 in flight): {floor['rate']:,.0f} tasks/s")
     print(f"{'workload':<40} {'ours':>10} {'ref':>10} {'ours/ref':>9} {'ours/floor':>11}")
-    for label, row in _rows(args.n, args.api_n, args.nodes, args.chain, args.listed).items():
+    side_rows = {} if args.skip_side else _rows(args.n, args.api_n, args.nodes, args.chain, args.listed)
+    for label, row in side_rows.items():
         summary = _run_row(row, sides, args.reps, floor["task_cpu"])
         results["rows"][label] = summary
         ours = summary["ours"]["rate"]

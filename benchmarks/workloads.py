@@ -54,12 +54,18 @@ class Side:
         return cls("ref", refenv.ensure(), "qcg.pilotjob.service", refenv.clean_env())
 
 
+#: jobs one submit may hold (the service's limit, MAX_JOBS_PER_SUBMIT)
+PER_SUBMIT = 100_000
+
+
 def _requests(n: int, shape: str) -> List[Dict[str, Any]]:
     if shape == "iterations":
-        jobs = [{"name": "bench", "iteration": {"stop": n}, "execution": {"exec": "/bin/true"}}]
+        submits = [[{"name": "bench", "iteration": {"stop": n}, "execution": {"exec": "/bin/true"}}]]
     else:
-        jobs = [{"name": f"j{i}", "execution": {"exec": "/bin/true"}} for i in range(n)]
-    return [{"request": "submit", "jobs": jobs}, {"request": "control", "command": "finishAfterAllTasksDone"}]
+        submits = [[{"name": f"j{i}", "execution": {"exec": "/bin/true"}}
+                    for i in range(start, min(n, start + PER_SUBMIT))] for start in range(0, n, PER_SUBMIT)]
+    return [*({"request": "submit", "jobs": jobs} for jobs in submits),
+            {"request": "control", "command": "finishAfterAllTasksDone"}]
 
 
 def write_requests(wd: str, n: int, shape: str) -> str:
