@@ -6,6 +6,11 @@ more than ``lost_after`` seconds is reported once to ``on_lost`` and no longer w
 every other peer is sent a heartbeat. Any message from a peer counts as a sign of life
 (:meth:`seen`). The clock is injectable, so the logic is tested without sleeping.
 
+Silence counts only while this side was listening: when a tick comes much later than due
+(the loop was busy, e.g. registering ten 100,000-job submits in a row), the peers'
+messages of that time are still unread in the socket, so the time this side was deaf is
+not held against them (:attr:`HeartbeatWatcher.stall_after`).
+
 >>> now = [0.0]
 >>> beats, lost = [], []
 >>> w = HeartbeatWatcher(1.0, 3.0, send_beat=beats.append, on_lost=lambda p, why: lost.append((p, why)),
@@ -48,6 +53,9 @@ class HeartbeatWatcher(Generic[P]):
         self.gone = gone
         self.clock = clock
         self._last: Dict[P, float] = {}
+        #: a tick later than this after the one before means this side was not listening
+        self.stall_after = max(5 * interval, lost_after / 3)
+        self._last_tick: Optional[float] = None
         self._timer: Optional[asyncio.TimerHandle] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
 
@@ -73,6 +81,11 @@ class HeartbeatWatcher(Generic[P]):
     def tick(self) -> None:
         """One round: lose the gone and the silent, beat the others."""
         now = self.clock()
+        if self._last_tick is not None and now - self._last_tick > self.stall_after:
+            deaf = now - self._last_tick - self.interval  # (what peers said then waits unread)
+            for peer in self._last:
+                self._last[peer] += deaf
+        self._last_tick = now
         for peer, last in list(self._last.items()):
             why = self.gone(peer) if self.gone is not None else None
             if why is None and now - last > self.lost_after:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Callable, List
 
 from ..errors import ConfigError
@@ -20,6 +21,11 @@ if TYPE_CHECKING:
 __all__ = ["load_requests", "process_requests"]
 
 _log = logging.getLogger("qcg_pilotjob.service")
+
+#: requests of a file are handled for at most this long (seconds) before the loop runs: ten
+#: 100,000-job submits in a row kept it from sending heartbeats for 80 s, and the
+#: partitions of a governor took it for hung
+_TURN = 0.05
 
 
 def load_requests(path: str) -> List[Any]:
@@ -60,6 +66,7 @@ async def process_requests(front: Front, journal: Journal, path: str, requests: 
                            interrupted: Callable[[], bool]) -> bool:
     """Handle ``requests[offset:]``; False if ``interrupted()`` stopped it before the end."""
     total = len(requests)
+    turn = time.monotonic()
     for index in range(offset, total):
         if interrupted():
             return False
@@ -71,6 +78,7 @@ async def process_requests(front: Front, journal: Journal, path: str, requests: 
             _log.info("request %d/%d (%s): %s", index + 1, total, name, _short(resp))
         else:
             _log.error("request %d/%d (%s) failed: %s", index + 1, total, name, resp.get("message"))
-        if index % 64 == 63:
-            await asyncio.sleep(0)  # let started tasks be reaped between large batches
+        if time.monotonic() - turn > _TURN:
+            await asyncio.sleep(0)  # let the loop run (tasks reaped, heartbeats sent) between requests
+            turn = time.monotonic()
     return True

@@ -239,9 +239,11 @@ def test_silent_agent_is_lost_and_its_tasks_fail(tmp_path: Path) -> None:
         await settle(c.sock)
         assert c.lost == [] and c.exits == []
         assert len(c.sock.to(A1, HeartbeatMsg)) == 1 and len(c.sock.to(A2, HeartbeatMsg)) == 1
-        c.now = LOST_AFTER_BEATS + 1.0  # n1 silent since 0, n2 since 10
-        c.ex.watcher.tick()
-        await settle(c.sock)
+        for second in range(11, int(LOST_AFTER_BEATS) + 2):  # (a tick a second: the channel listens)
+            c.now = float(second)  # n1 silent since 0, n2 since 10
+            c.ex.watcher.tick()
+            c.sock.feed([A2, batch(HeartbeatMsg(1))])
+            await settle(c.sock)
         assert c.lost == ["n1"]
         assert c.exits == [(("on1", None), -9, "node agent on n1 lost (no message for 31.0s); "
                                                    "its tasks could not be ended (no Slurm job)")]

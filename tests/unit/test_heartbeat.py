@@ -1,0 +1,95 @@
+"""The heartbeat watcher (qcg_pilotjob.protocol.heartbeat) when its own side was busy, and
+the request file's turns (qcg_pilotjob.service.requestfile): a governor that registered
+ten 100,000-job submits in a row did not listen for 80 s, then took every partition for
+lost (their heartbeats were waiting unread), and its partitions took it for hung."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List, Tuple
+
+import pytest
+
+from qcg_pilotjob.protocol.heartbeat import LOST_AFTER_BEATS, HeartbeatWatcher
+from qcg_pilotjob.service import requestfile
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def watcher(clock: Clock, lost: List[Tuple[str, str]]) -> HeartbeatWatcher[str]:
+    return HeartbeatWatcher(1.0, float(LOST_AFTER_BEATS), send_beat=lambda peer: None,
+                            on_lost=lambda peer, why: lost.append((peer, why)), clock=clock)
+
+
+def test_busy_governor_does_not_lose_partitions_it_could_not_hear() -> None:
+    clock, lost = Clock(), []  # type: Clock, List[Tuple[str, str]]
+    w = watcher(clock, lost)
+    w.watch("a")
+    w.watch("b")
+    for second in range(1, 6):
+        clock.now = float(second)
+        w.seen("a")
+        w.seen("b")
+        w.tick()
+    clock.now = 95.0  # 90 s without a tick: this side was busy, not listening
+    w.tick()
+    assert lost == []
+    # listening again: a speaks, b stays silent; b is lost once it was silent for more than
+    # LOST_AFTER_BEATS seconds of listening: the second after its last word (a tick is due
+    # each second) and the seconds after the stall
+    for second in range(96, 96 + LOST_AFTER_BEATS):
+        clock.now = float(second)
+        w.seen("a")
+        w.tick()
+        if lost:
+            break
+    assert [peer for peer, _ in lost] == ["b"]
+    assert clock.now == 95.0 + LOST_AFTER_BEATS
+    assert w.watched() == ["a"]
+
+
+def test_a_short_late_tick_still_counts_silence() -> None:
+    clock, lost = Clock(), []  # type: Clock, List[Tuple[str, str]]
+    w = watcher(clock, lost)
+    w.watch("a")
+    clock.now = 1.0
+    w.tick()
+    assert w.stall_after == 10.0
+    for second in range(2, LOST_AFTER_BEATS, 8):  # ticks 8 s apart: late, not a stall
+        clock.now = float(second)
+        w.tick()
+    clock.now = LOST_AFTER_BEATS + 1.0
+    w.tick()
+    assert lost == [("a", f"no message for {LOST_AFTER_BEATS + 1.0:.1f}s")]
+
+
+def test_a_long_request_file_lets_the_loop_run_between_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock()
+    monkeypatch.setattr(requestfile.time, "monotonic", clock)
+    handled: List[int] = []
+
+    class Front:
+        def handle_request(self, req: Dict[str, Any]) -> Dict[str, Any]:
+            clock.now += 0.03  # (a big submit takes seconds; here each takes 30 ms)
+            handled.append(len(handled))
+            return {"code": 0}
+
+    class Journal:
+        def record(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    async def scenario() -> List[int]:
+        ran_after: List[int] = []
+        asyncio.get_running_loop().call_soon(lambda: ran_after.append(len(handled)))
+        requests = [{"request": "status"} for _ in range(10)]
+        assert await requestfile.process_requests(Front(), Journal(), "reqs.json", requests,  # type: ignore[arg-type]
+                                                  0, lambda: False)
+        return ran_after
+
+    assert asyncio.run(scenario()) == [2]  # the loop ran after the first 50 ms, not after all 10
