@@ -126,6 +126,9 @@ class Requests:
         request for GPUs no node has is accepted and FAILED by the scheduler with a message."""
         live = [link for link in self.front.links if link.live]
         if not live:
+            if self.front.links:  # (some registered, and every one of them was lost)
+                raise RequestError(f"Error: no resources available (all {len(self.front.links)} partitions "
+                                   f"were lost)")
             raise RequestError("Error: no resources available (no partition has registered yet)")
         problems = []
         for link in live:

@@ -177,3 +177,12 @@ def test_uniq_is_one_value_per_job_however_often_it_is_used(h: Harness) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", first) and second == f"a-{first}"
     assert msgs["u1"].execution.wd == f"w-{first}"
     assert msgs["u2"].execution.args[0] != first
+
+
+def test_submit_when_every_partition_was_lost_says_so(h: Harness) -> None:
+    """A governor whose partitions were all lost answered a submit with "no partition has
+    registered yet", which sent users looking for a start-up problem."""
+    h.front.lose_link(h.link, "partition p0 lost: no message for 30.1s")
+    resp = h.submit(job("late"))
+    assert resp["code"] == 1
+    assert resp["message"] == "Error: no resources available (all 1 partitions were lost)"
