@@ -211,6 +211,10 @@ class Router:
 
 
 def _waiting(entry: ReadyEntry) -> List[Range]:
+    """What of ``entry`` still waits; nothing once its job is final (a job canceled while
+    it waited here: its settled task table no longer knows what was skipped)."""
+    if entry.job.state.is_final:
+        return []
     return entry.job.tasks.waiting(entry.ranges)
 
 

@@ -83,8 +83,8 @@ class HeartbeatWatcher(Generic[P]):
         now = self.clock()
         if self._last_tick is not None and now - self._last_tick > self.stall_after:
             deaf = now - self._last_tick - self.interval  # (what peers said then waits unread)
-            for peer in self._last:
-                self._last[peer] += deaf
+            for peer, last in self._last.items():
+                self._last[peer] = min(now, last + deaf)  # (one heard just now stays at now)
         self._last_tick = now
         for peer, last in list(self._last.items()):
             why = self.gone(peer) if self.gone is not None else None

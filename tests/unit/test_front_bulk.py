@@ -146,3 +146,19 @@ def test_ended_together_survives_a_resume(tmp_path: Path) -> None:
     assert second.front.jobs["many"].tasks.made() == {}
     # nothing of it was sent to run again
     assert [m.desc.name for m in second.sent[0] if isinstance(m, DispatchMsg)] == ["gate"]
+
+
+def test_job_canceled_while_waiting_for_a_partition_is_never_dispatched(tmp_path: Path) -> None:
+    """Review finding: a job canceled while its task waited in the ready queue (its
+    partition was lost, none was left) was dispatched when a partition joined later, with
+    the description it had let go of at its end; in governor mode the whole frame of
+    dispatches it went in was refused by the partition."""
+    f = Files(tmp_path)
+    assert f.submit({"name": "a", "execution": {"exec": "/bin/true"}})["code"] == 0
+    f.front.lose_link(f.links[0], "partition p0 lost: no message for 30.1s")  # (a goes back to waiting)
+    assert f.front.handle_request({"request": "cancelJob", "jobNames": ["a"]})["code"] == 0
+    assert f.status("a") == ["CANCELED"]
+    later: List[Message] = []
+    link = f.front.add_link("p1", ResourcePool(parse_nodes_spec("4")), later.append)
+    assert not [m for m in later if isinstance(m, DispatchMsg)]
+    assert link.outstanding == 0

@@ -95,3 +95,18 @@ def test_a_long_request_file_lets_the_loop_run_between_requests(monkeypatch: pyt
         return ran_after
 
     assert asyncio.run(scenario()) == [2]  # the beat left after the first 50 ms, not after more requests
+
+
+def test_a_peer_heard_just_after_a_stall_is_not_given_extra_time() -> None:
+    """Review finding: a peer whose message was read after the stall but before the late
+    tick had its last word moved into the future, and would have been lost 109 s after
+    it died instead of 30 s."""
+    clock, lost = Clock(), []  # type: Clock, List[Tuple[str, str]]
+    w = watcher(clock, lost)
+    w.watch("a")
+    clock.now = 1.0
+    w.tick()
+    clock.now = 81.0
+    w.seen("a")  # (read before the overdue tick runs)
+    w.tick()
+    assert w.silence("a") == 0.0
