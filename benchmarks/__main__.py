@@ -142,6 +142,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--ours-only", action="store_true", help="no reference (no PyPI)")
     ap.add_argument("--skip-scale", action="store_true", help="no rows of ours alone")
     ap.add_argument("--skip-side", action="store_true", help="no side-by-side rows (ours alone and --long only)")
+    ap.add_argument("--only", default="", help="rows of ours alone whose label holds this text")
     ap.add_argument("--long", type=int, default=0, metavar="N",
                     help="also N /bin/true iterations in file mode, rate per block of N/10 (e.g. 1000000)")
     ap.add_argument("--json", help="write every run here")
@@ -176,6 +177,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.skip_scale:
         print(f"\n{'ours alone':<56} {'tasks/s':>9} {'us/task':>8} {'x floor':>8}")
         for label, row in _ours_rows(args.quick).items():
+            if args.only not in label:
+                continue
             s = _run_row(row, sides[:1], 1, floor["task_cpu"])["ours"]  # (ours alone: one run each)
             results["ours_rows"][label] = s
             print(f"{label:<56} {s['rate']:>9,.0f} {s['wall'] / s['tasks'] * 1e6:>8.1f} "
