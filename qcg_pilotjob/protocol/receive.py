@@ -23,13 +23,19 @@ False
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 from typing import Any, Callable, List, Set
 
 import zmq
 
-__all__ = ["FrameGuard", "receive_loop"]
+__all__ = ["FrameGuard", "let_loop_run", "receive_loop"]
+
+#: seconds of frames handled before the loop lets the event loop run the rest
+_TURN = 0.05
+_clock = time.monotonic
 
 #: errnos that mean the socket (or its context) was closed: the loop ends
 _CLOSED = (zmq.ETERM, zmq.ENOTSOCK)
@@ -71,6 +77,7 @@ async def receive_loop(sock: Any, handle: Callable[[List[bytes]], None], guard: 
                        peer_of: Callable[[List[bytes]], str]) -> None:
     """Receive multipart frames from ``sock`` and hand each to ``handle`` under ``guard``
     until the socket is closed or the task is cancelled."""
+    turn = _clock()
     while True:
         try:
             frames: List[bytes] = await sock.recv_multipart()
@@ -80,6 +87,19 @@ async def receive_loop(sock: Any, handle: Callable[[List[bytes]], None], guard: 
             guard.log.warning("%s: receive failed: %s", guard.what, exc)
             continue
         guard.run(_peer(peer_of, frames), functools.partial(handle, frames))
+        if _clock() - turn > _TURN:
+            # a receive of a frame already queued does not yield: a governor fed frames of
+            # events by ten busy partitions ran this loop alone, sent no heartbeat for 30 s,
+            # and its partitions stopped
+            await let_loop_run()
+            turn = _clock()
+
+
+async def let_loop_run() -> None:
+    """Give the event loop one whole pass: what is ready, the timers that are due
+    (heartbeats) and what they queue in turn (the frames that carry the beats). A
+    ``sleep(0)`` resumes the caller before the latter."""
+    await asyncio.sleep(0.001)
 
 
 def _peer(peer_of: Callable[[List[bytes]], str], frames: List[bytes]) -> str:

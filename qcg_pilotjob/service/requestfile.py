@@ -5,13 +5,13 @@ Each request done is journalled, so a resumed run does not do it again.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, List
 
 from ..errors import ConfigError
+from ..protocol.receive import let_loop_run
 from ..protocol.wire import LimitError, loads_json
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ _log = logging.getLogger("qcg_pilotjob.service")
 #: 100,000-job submits in a row kept it from sending heartbeats for 80 s, and the
 #: partitions of a governor took it for hung
 _TURN = 0.05
-_PASS = 0.001
 _clock = time.monotonic
 
 
@@ -81,10 +80,8 @@ async def process_requests(front: Front, journal: Journal, path: str, requests: 
         else:
             _log.error("request %d/%d (%s) failed: %s", index + 1, total, name, resp.get("message"))
         if _clock() - turn > _TURN:
-            # one whole pass of the loop between requests: what is ready, the timers that are
-            # due (heartbeats) and what they queue (the frames that carry the beats); a
-            # sleep(0) resumed this before the beats left, so a governor handling one 100,000-
-            # job submit after another still went silent for 30 s
-            await asyncio.sleep(_PASS)
+            # a sleep(0) resumed this before the beats left, so a governor handling one
+            # 100,000-job submit after another still went silent for 30 s
+            await let_loop_run()
             turn = _clock()
     return True

@@ -110,3 +110,38 @@ def test_a_peer_heard_just_after_a_stall_is_not_given_extra_time() -> None:
     w.seen("a")  # (read before the overdue tick runs)
     w.tick()
     assert w.silence("a") == 0.0
+
+
+def test_a_receive_loop_fed_without_pause_lets_heartbeats_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A governor fed frames of events by ten busy partitions (10^6 iterations, dry run)
+    ran its receive loop alone: a receive of a queued frame does not yield, so no
+    heartbeat left for 30 s and the partitions stopped. The loop now yields after 50 ms
+    of frames."""
+    import zmq
+
+    from qcg_pilotjob.protocol import receive
+
+    clock = Clock()
+    monkeypatch.setattr(receive, "_clock", clock)
+    handled: List[int] = []
+
+    class Sock:
+        async def recv_multipart(self) -> List[bytes]:  # (a frame is always there: no yield)
+            if len(handled) == 10:
+                raise zmq.ZMQError(zmq.ETERM)
+            return [b"peer", b"frame"]
+
+    def handle(frames: List[bytes]) -> None:
+        clock.now += 0.03  # (a frame of many events)
+        handled.append(len(handled))
+
+    async def scenario() -> List[int]:
+        beats: List[int] = []
+        loop = asyncio.get_running_loop()
+        loop.call_later(0, lambda: loop.call_soon(lambda: beats.append(len(handled))))
+        await receive.receive_loop(Sock(), handle, receive.FrameGuard(receive.logging.getLogger("t"), "t"),
+                                   lambda frames: "peer")
+        return beats
+
+    beats = asyncio.run(scenario())
+    assert beats == [2], beats  # (after the first 50 ms of frames, not after all 10)
