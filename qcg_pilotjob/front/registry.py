@@ -135,16 +135,6 @@ class TaskTable:
         for idx in range(self.total):
             yield self.view(idx)
 
-    def count_state(self, state: JobState) -> int:
-        """Tasks in ``state`` among those with a record (or retired) or ended together."""
-        made = sum(1 for rec in self._made.values() if rec.state is state)
-        if self._retired is not None:
-            made += self._retired.counts.get(state, 0)
-        if self._ended is None or self._bulk is None:
-            return made
-        bulk = self._bulk
-        return made + sum(b - a for a, b, pos in self._ended.items() if bulk[pos].state is state)
-
     def state(self, idx: int) -> JobState:
         rec = self._made.get(idx)
         if rec is not None:
@@ -184,7 +174,7 @@ class TaskTable:
             self._ended.assign(a, b, len(self._bulk) - 1)
 
     def made(self) -> Dict[int, TaskRecord]:
-        """Tasks with a record in use (not retired: see :meth:`retired_counts`)."""
+        """Tasks with a record in use (not retired ones: :meth:`state_counts` counts those)."""
         return self._made
 
     def state_counts(self) -> Dict[JobState, int]:
@@ -344,9 +334,10 @@ class JobRecord:
             return JobState.CANCELED
         if self.failed == 0:
             return JobState.SUCCEED
-        if self.tasks.count_state(JobState.OMITTED) == self.total:
+        counts = self.tasks.state_counts()
+        if counts.get(JobState.OMITTED) == self.total:
             return JobState.OMITTED
-        if self.tasks.count_state(JobState.CANCELED) == self.total:  # e.g. all stopped by the service's end
+        if counts.get(JobState.CANCELED) == self.total:  # e.g. all stopped by the service's end
             return JobState.CANCELED
         return JobState.FAILED
 

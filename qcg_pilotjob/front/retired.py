@@ -83,7 +83,7 @@ class Retired:
     """The finished iterations of one job (submitted at ``submit_time``), by index. A
     ``pruned`` store keeps their states alone (``--prune-finished``): one byte each."""
 
-    __slots__ = ("_chunks", "_messages", "_shared", "counts", "pruned", "size", "submit_time")
+    __slots__ = ("_chunks", "_messages", "_shared", "counts", "pruned", "submit_time")
 
     def __init__(self, submit_time: float, pruned: bool = False) -> None:
         self.submit_time = submit_time
@@ -92,11 +92,13 @@ class Retired:
         self._messages: Dict[int, str] = {}
         self._shared: Dict[str, str] = {}
         self.counts: Dict[JobState, int] = {}  # retired iterations per state
-        self.size = 0
+
+    @property
+    def size(self) -> int:
+        return sum(self.counts.values())
 
     def __contains__(self, idx: int) -> bool:
-        chunk = self._chunks.get(idx // CHUNK)
-        return chunk is not None and chunk.state[idx % CHUNK] != 0
+        return self.state(idx) is not None
 
     def state(self, idx: int) -> Optional[JobState]:
         chunk = self._chunks.get(idx // CHUNK)
@@ -149,7 +151,6 @@ class Retired:
             chunk = self._chunks[idx // CHUNK] = _States() if self.pruned else _Chunk()
         chunk.state[idx % CHUNK] = int(state)
         self.counts[state] = self.counts.get(state, 0) + 1
-        self.size += 1
         return chunk
 
     def record(self, idx: int) -> TaskRecord:
@@ -184,7 +185,6 @@ class Retired:
         chunk.state[idx % CHUNK] = 0
         self._messages.pop(idx, None)
         self.counts[state] -= 1
-        self.size -= 1
 
     def indexes(self, start: int, stop: int) -> Iterator[int]:
         """Retired indexes in ``[start, stop)``, in order."""

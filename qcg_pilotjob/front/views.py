@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from ..states import JobState
-from .registry import JobRecord, TaskRecord, format_rtime, format_time
+from .registry import JobRecord, TaskRecord, format_time
 from .reports import format_report
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def report_entry(job: JobRecord, idx: Optional[int]) -> Dict[str, Any]:
 def report_line(job: JobRecord, idx: int, fmt: str) -> str:
     """The report line of a finished iteration: ``format_report(report_entry(job, idx), fmt)``,
     with the JSON line put together directly (the same text at a third of the cost: this
-    runs once per iteration; ``test_views`` compares the two)."""
+    runs once per iteration; ``tests/unit/test_report_lines.py`` compares the two)."""
     if fmt != "json":
         return format_report(report_entry(job, idx), fmt)
     rec = job.tasks.view(idx)
@@ -128,10 +128,10 @@ def _task_json(name: str, state: JobState, rec: TaskRecord, submit_time: float) 
     parts = [f'{{"name":{_text(name)},"state":"{state.name}","history":[',
              ",".join(f'{{"state":"{s.name}","date":"{format_time(t)}"}}' for t, s in rec.history_entries(submit_time)),
              "]"]
-    if rec.runtime:
+    runtime = JobRecord.runtime_view(rec)
+    if runtime:
         parts.append(',"runtime":{')
-        parts.append(",".join(f"{_text(str(key))}:{_text(format_rtime(float(val)) if key == 'rtime' else str(val))}"
-                              for key, val in rec.runtime.items()))
+        parts.append(",".join(f"{_text(key)}:{_text(val)}" for key, val in runtime.items()))
         parts.append("}")
     return parts
 

@@ -31,9 +31,9 @@ from typing import Any, Callable, List, Set
 
 import zmq
 
-__all__ = ["FrameGuard", "let_loop_run", "receive_loop"]
+__all__ = ["FrameGuard", "Pacer", "let_loop_run", "receive_loop"]
 
-#: seconds of frames handled before the loop lets the event loop run the rest
+#: seconds of work (frames handled, requests of a file) before the event loop gets a pass
 _TURN = 0.05
 _clock = time.monotonic
 
@@ -77,7 +77,7 @@ async def receive_loop(sock: Any, handle: Callable[[List[bytes]], None], guard: 
                        peer_of: Callable[[List[bytes]], str]) -> None:
     """Receive multipart frames from ``sock`` and hand each to ``handle`` under ``guard``
     until the socket is closed or the task is cancelled."""
-    turn = _clock()
+    pacer = Pacer()
     while True:
         try:
             frames: List[bytes] = await sock.recv_multipart()
@@ -87,12 +87,24 @@ async def receive_loop(sock: Any, handle: Callable[[List[bytes]], None], guard: 
             guard.log.warning("%s: receive failed: %s", guard.what, exc)
             continue
         guard.run(_peer(peer_of, frames), functools.partial(handle, frames))
-        if _clock() - turn > _TURN:
-            # a receive of a frame already queued does not yield: a governor fed frames of
-            # events by ten busy partitions ran this loop alone, sent no heartbeat for 30 s,
-            # and its partitions stopped
+        # a receive of a frame already queued does not yield: a governor fed frames of
+        # events by ten busy partitions ran this loop alone, sent no heartbeat for 30 s,
+        # and its partitions stopped
+        await pacer.pace()
+
+
+class Pacer:
+    """Lets the event loop run (:func:`let_loop_run`) once a loop that does not yield by
+    itself has worked for :data:`_TURN` seconds."""
+
+    def __init__(self) -> None:
+        self.turn = _clock()
+
+    async def pace(self, now: bool = False) -> None:
+        """Let the event loop run if the turn is over (or ``now``)."""
+        if now or _clock() - self.turn > _TURN:
             await let_loop_run()
-            turn = _clock()
+            self.turn = _clock()
 
 
 async def let_loop_run() -> None:

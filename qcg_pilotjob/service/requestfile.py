@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Callable, List
 
 from ..errors import ConfigError
-from ..protocol.receive import let_loop_run
+from ..protocol.receive import Pacer
 from ..protocol.wire import LimitError, loads_json
 
 if TYPE_CHECKING:
@@ -22,12 +21,11 @@ __all__ = ["load_requests", "process_requests"]
 
 _log = logging.getLogger("qcg_pilotjob.service")
 
-#: requests of a file are handled for at most this long (seconds), and at most 64 of them,
-#: before the loop runs: ten 100,000-job submits in a row kept it from sending heartbeats for
-#: 80 s, and the partitions of a governor took it for hung; and cheap requests between a
-#: submit and a cancel let the submitted job start first (as they always did)
-_TURN = 0.05
-_clock = time.monotonic
+#: requests of a file handled, at most, before the loop runs (and at most 50 ms of them:
+#: ten 100,000-job submits in a row kept it from sending heartbeats for 80 s, and the
+#: partitions of a governor took it for hung); cheap requests between a submit and a cancel
+#: let the submitted job start first (as they always did)
+_BATCH = 64
 
 
 def load_requests(path: str) -> List[Any]:
@@ -68,7 +66,7 @@ async def process_requests(front: Front, journal: Journal, path: str, requests: 
                            interrupted: Callable[[], bool]) -> bool:
     """Handle ``requests[offset:]``; False if ``interrupted()`` stopped it before the end."""
     total = len(requests)
-    turn = _clock()
+    pacer = Pacer()
     for index in range(offset, total):
         if interrupted():
             return False
@@ -80,9 +78,5 @@ async def process_requests(front: Front, journal: Journal, path: str, requests: 
             _log.info("request %d/%d (%s): %s", index + 1, total, name, _short(resp))
         else:
             _log.error("request %d/%d (%s) failed: %s", index + 1, total, name, resp.get("message"))
-        if index % 64 == 63 or _clock() - turn > _TURN:  # (tasks started meanwhile run: see _TURN)
-            # a sleep(0) resumed this before the beats left, so a governor handling one
-            # 100,000-job submit after another still went silent for 30 s
-            await let_loop_run()
-            turn = _clock()
+        await pacer.pace(now=index % _BATCH == _BATCH - 1)  # (tasks started meanwhile run)
     return True

@@ -71,7 +71,9 @@ def test_a_short_late_tick_still_counts_silence() -> None:
 
 def test_a_long_request_file_lets_the_loop_run_between_requests(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
-    monkeypatch.setattr(requestfile, "_clock", clock)
+    from qcg_pilotjob.protocol import receive
+
+    monkeypatch.setattr(receive, "_clock", clock)
     handled: List[int] = []
 
     class Front:
