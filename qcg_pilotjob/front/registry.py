@@ -145,6 +145,15 @@ class TaskTable:
                 return state
         return self.view(idx).state
 
+    def message(self, idx: int) -> Optional[str]:
+        """The message of task ``idx`` (``view(idx).message`` without building a record)."""
+        rec = self._made.get(idx)
+        if rec is not None:
+            return rec.message
+        if self._retired is not None and self._retired.state(idx) is not None:
+            return self._retired.message(idx)
+        return self.view(idx).message
+
     def view(self, idx: int) -> TaskRecord:
         """The record to show for task ``idx``: its own, one rebuilt from the columns of
         retired iterations, the shared one of the tasks ended with it, or :data:`WAITING`

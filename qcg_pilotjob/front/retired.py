@@ -153,6 +153,10 @@ class Retired:
         self.counts[state] = self.counts.get(state, 0) + 1
         return chunk
 
+    def message(self, idx: int) -> Optional[str]:
+        """The message of retired iteration ``idx`` (what ``record(idx).message`` would be)."""
+        return PRUNED if self.pruned else self._messages.get(idx)
+
     def record(self, idx: int) -> TaskRecord:
         """A record equal to the one retired as ``idx`` (a new one: changing it changes nothing)."""
         from .registry import TaskRecord  # (registry imports this module)

@@ -155,15 +155,22 @@ def job_report_line(job: JobRecord, fmt: str) -> str:
     return "".join(parts)
 
 
+#: The ``listJobs`` entry of a job without messages, one per state, shared by all such jobs
+#: (nothing changes an entry after the reply is built; msgpack and JSON encode each use).
+_PLAIN_ENTRY = {state: {"status": state.name} for state in JobState}
+#: States in which a job without iterations may show its task's message: a final job has
+#: it in ``messages`` already (``Front._job_final`` copies it).
+_LIVE = frozenset(state for state in JobState if not state.is_final)
+
+
 def job_list(jobs: Dict[str, JobRecord]) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
+    plain, live = _PLAIN_ENTRY, _LIVE
     for name, job in jobs.items():
-        entry: Dict[str, Any] = {"status": job.state.name}
-        if job.messages:
-            entry["messages"] = "; ".join(job.messages)
-        elif not job.iterative and job.tasks.view(0).message:
-            entry["messages"] = job.tasks.view(0).message
-        out[name] = entry
+        state = job.state
+        message = "; ".join(job.messages) if job.messages else (
+            job.tasks.message(0) if state in live and job.desc.iteration is None else None)
+        out[name] = {"status": state.name, "messages": message} if message else plain[state]
     return {"length": len(out), "jobs": out}
 
 

@@ -10,6 +10,7 @@ from typing import Any, Dict
 import pytest
 
 from qcg_pilotjob.protocol.messages import DispatchMsg
+from qcg_pilotjob.states import JobState
 from tests.unit.front_harness import Harness, harness, job  # noqa: F401  (harness is the h fixture)
 
 # ---- request envelope ---------------------------------------------------------------------------
@@ -186,3 +187,15 @@ def test_submit_when_every_partition_was_lost_says_so(h: Harness) -> None:
     resp = h.submit(job("late"))
     assert resp["code"] == 1
     assert resp["message"] == "Error: no resources available (all 1 partitions were lost)"
+
+
+def test_list_jobs_shows_messages_of_failed_jobs_and_none_for_others(h: Harness) -> None:
+    h.submit(job("ok"), job("bad"), job("it", iteration={"stop": 2}))
+    h.ran("ok", None)
+    h.ran("bad", None, JobState.FAILED, data={"exit_code": 2, "message": "exit code 2"})
+    h.ran("it", 0)
+    h.ran("it", 1, JobState.FAILED, data={"exit_code": 1, "message": "exit code 1"})
+    jobs = h.req("listJobs")["data"]["jobs"]
+    assert jobs["ok"] == {"status": "SUCCEED"}
+    assert jobs["bad"] == {"status": "FAILED", "messages": "exit code 2"}
+    assert jobs["it"] == {"status": "FAILED", "messages": "1 of 2 iterations did not succeed"}
