@@ -3,7 +3,9 @@
 Each row runs both implementations in alternation (ours first on odd repetitions, the
 reference first on even ones), ``--reps`` times, and prints the medians and their ratio;
 ``--json`` writes every run. The reference is installed once into ``.cache/qcgpj-0.14.2``
-(PyPI). ``--quick`` is the small version CI runs so that this cannot rot.
+(PyPI). ``--quick`` is the small version CI runs so that this cannot rot. Before the rows it
+prints what this machine allows any Python service (:mod:`.limits`: interpreter start,
+request round trip, one process's life, a list's decode).
 
 Then rows of ours alone (:mod:`.scale`): ``--dry-run`` through a governor on 1,000
 virtual nodes of 128 cores (10^4 to 10^6 tasks; 1, 10 and 100 partitions), real tasks
@@ -26,7 +28,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from . import scale
+from . import limits, scale
 from .floor import spawn_floor
 from .workloads import Run, Side, api, file_mode
 
@@ -157,6 +159,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         "reps": args.reps, "floor": floor, "rows": {}, "ours_rows": {},
     }
     print(f"{os.cpu_count()} CPUs; spawn floor ({args.n} x /bin/true, 64 in flight): {floor['rate']:,.0f} tasks/s")
+    results["limits"] = limits.measure(args.quick)
+    print(limits.describe(results["limits"]), flush=True)
     print(f"{'workload':<40} {'ours':>10} {'ref':>10} {'ours/ref':>9} {'ours/floor':>11}")
     side_rows = {} if args.skip_side else _rows(args.n, args.api_n, args.nodes, args.chain, args.listed)
     for label, row in side_rows.items():

@@ -34,6 +34,9 @@ def test_quick_benchmark_runs_every_row_for_both(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     assert res["floor"]["rate"] > 0 and res["machine"]["cpus"] == os.cpu_count()
+    assert set(res["limits"]) == {"python_s", "imports_s", "round_trip_ms", "spawn_wait_ms", "decode_list_ms"}
+    assert all(value > 0 for value in res["limits"].values())
+    assert "limits of this machine" in proc.stdout
     assert len(res["rows"]) == 8
     for label, sides in res["rows"].items():
         assert set(sides) == {"ours", "ref"}, label
