@@ -75,6 +75,18 @@ def service_cmd(*args: str) -> List[str]:
     return [sys.executable, "-m", "qcg_pilotjob.service", *args]
 
 
+@pytest.fixture(params=["pidfd", "sigchld"])
+def exit_watch(request: Any, monkeypatch: Any) -> str:
+    """Run the test once with each way the service learns of a task's exit: a pidfd per task
+    (Linux >= 5.3) and SIGCHLD (older kernels; ``QCG_PM_EXIT_WATCH=sigchld``). The service
+    processes the test starts inherit the variable."""
+    if request.param == "sigchld":
+        monkeypatch.setenv("QCG_PM_EXIT_WATCH", "sigchld")
+    else:
+        monkeypatch.delenv("QCG_PM_EXIT_WATCH", raising=False)
+    return str(request.param)
+
+
 @pytest.fixture
 def run_service(tmp_path: Any) -> Callable[..., ServiceRun]:
     """``run_service(requests, *args, timeout=60)``: write the requests to a file in a fresh

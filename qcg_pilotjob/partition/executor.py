@@ -8,7 +8,9 @@ it:
 - :class:`LocalExecutor` starts task processes on this host. Each task runs in its own
   session (so a cancel or a wall-time kill reaches every process the task started).
   Exits are delivered by a pidfd registered with the event loop (Linux >= 5.3); elsewhere
-  by SIGCHLD.
+  (or with ``QCG_PM_EXIT_WATCH=sigchld`` in the service's environment) by SIGCHLD. Either
+  way an exit is handled in a later loop turn than the start, so a task's EXECUTING event
+  always goes out before its end.
 - :class:`SrunExecutor` (``--disable-nl``) is a local executor whose processes are
   ``srun`` clients: each task is its own srun step on its first node.
 - :class:`~.agents.AgentExecutor` sends tasks to node agents (Slurm).
@@ -293,7 +295,8 @@ class LocalExecutor(Executor):
     """Runs tasks as local processes of this host."""
 
     _module_ok: Optional[bool] = None  # is the ``module`` command there? (asked once)
-    _use_pidfd = hasattr(os, "pidfd_open")  # set False on the first pidfd_open that is refused
+    # set False on the first pidfd_open that is refused
+    _use_pidfd = hasattr(os, "pidfd_open") and os.environ.get("QCG_PM_EXIT_WATCH", "").lower() != "sigchld"
     _sigchld = False  # a SIGCHLD handler is installed
     _spawner: Optional[Spawner] = None  # made at the first start (posix_spawn; None: Popen)
     _spawner_made = False
@@ -395,13 +398,17 @@ class LocalExecutor(Executor):
         if not self._sigchld:
             self.loop.add_signal_handler(signal.SIGCHLD, self._reap_all)
             self._sigchld = True
-        self._reap(task)  # it may have exited already
+            # tasks that exited before there was a handler sent their SIGCHLD to nobody; not
+            # reaped here and now: the caller has not reported this task's start yet
+            self.loop.call_soon(self._reap_all)
 
     def _reap_all(self) -> None:
         for task in list(self.running.values()):
             self._reap(task)
 
     def _reap(self, task: RunningTask) -> None:
+        if self.running.get(task.key) is not task:
+            return  # reaped already (a SIGCHLD and a catch-up pass both saw it)
         try:
             pid, status = os.waitpid(task.pid, os.WNOHANG)
         except ChildProcessError:

@@ -4,7 +4,8 @@ TaskEventsMsg per loop turn, a dispatch during shutdown answered CANCELED."""
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, List
+import time
+from typing import Any, Callable, Dict, List, Optional
 
 from qcg_pilotjob.jobdesc import JobDescription
 from qcg_pilotjob.partition.manager import PartitionManager
@@ -14,6 +15,7 @@ from qcg_pilotjob.protocol.messages import (
     Message,
     ShutdownMsg,
     StoppedMsg,
+    TaskEvent,
     TaskEventsMsg,
     TasksEndedMsg,
 )
@@ -108,3 +110,34 @@ def test_a_jobs_spec_goes_with_its_last_task_here(tmp_path: object) -> None:
         1 for m in sent if isinstance(m, TaskEventsMsg) for e in m.events
         if e.job == "c" and e.state in (int(JobState.CANCELED), int(JobState.SUCCEED)))
     assert canceled == 30
+
+
+def test_sigchld_exit_watch_reports_each_start_before_its_end(tmp_path: object, monkeypatch: Any) -> None:
+    """Regression (2026-12-02): with exits seen through SIGCHLD (kernels without pidfd_open),
+    a task that had exited by the time it was watched was reaped at once, inside the start:
+    its end went out before its EXECUTING event, the scheduler pass died on a KeyError and
+    the tasks of that pass never started (a run of 2,000 iterations stalled)."""
+    from qcg_pilotjob.partition.executor import LocalExecutor
+    monkeypatch.setattr(LocalExecutor, "_use_pidfd", False)
+
+    async def scenario() -> List[TaskEvent]:
+        sent: List[Message] = []
+        pm = PartitionManager(asyncio.get_running_loop(), ResourcePool(parse_nodes_spec("8")), sent.append,
+                              executor_options={"root_wd": str(tmp_path), "aux_dir": str(tmp_path),
+                                                "env_schema": "none", "zmq_address": None, "kill_grace": 1.0})
+        pm.receive(DispatchMsg(desc("fast", 200), 200, [(0, 200)]))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            events = [e for m in sent if isinstance(m, TaskEventsMsg) for e in m.events]
+            if sum(e.state == JobState.SUCCEED for e in events) == 200:
+                break
+            await asyncio.sleep(0.01)
+        pm.executor.close()
+        return events
+
+    events = asyncio.run(scenario())
+    order: Dict[Optional[int], List[int]] = {}
+    for e in events:
+        order.setdefault(e.iteration, []).append(e.state)
+    assert len(order) == 200
+    assert all(states == [JobState.EXECUTING, JobState.SUCCEED] for states in order.values())
