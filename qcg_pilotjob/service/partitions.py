@@ -28,6 +28,7 @@ from ..protocol.messages import RegisterMsg
 from ..resources import Node
 from ..slurm.srun import agent_step_name, cancel_steps, step_command
 from .config import ServiceConfig
+from .nodefile import partition_groups
 
 __all__ = ["PartitionProcess", "local_stopper", "spawn_partitions", "stopper_for"]
 
@@ -152,7 +153,7 @@ def spawn_partitions(loop: asyncio.AbstractEventLoop, cfg: ServiceConfig, nodes:
     the group's first node when ``launcher`` is set (inside Slurm), else as local processes
     (the same command line splits virtual ``--nodes`` on a laptop)."""
     size = cfg.slurm_partition_nodes or 1
-    groups = [nodes[i:i + size] for i in range(0, len(nodes), size)]
+    groups = partition_groups(nodes, size)
     children = []
     for i, group in enumerate(groups):
         name = f"partition-{i}"

@@ -47,6 +47,7 @@ from ..slurm.allocation import SlurmAllocation, in_slurm_allocation, job_end_tim
 from .config import ServiceConfig
 from .logs import close_service_log, open_service_log
 from .netiface import EventPublisher, NetInterface
+from .nodefile import write_nodes
 from .partitions import PartitionProcess, spawn_partitions, stopper_for
 from .progress import Progress
 from .requestfile import load_requests, process_requests
@@ -328,6 +329,8 @@ class Service:
         self.journal.record("start", id=self.instance_id, version=__version__, resumed=bool(self.replay),
                             file_mode=self.file_path is not None and not self.cfg.net, file_path=self.file_path,
                             config=recorded_config(self.cfg))
+        if not self.cfg.governor or self.cfg.slurm_partition_nodes:  # (else partitions bring their own)
+            write_nodes(self.aux_dir, self.pool.nodes, self.cfg.slurm_partition_nodes if self.cfg.governor else None)
         if not self.journal_writer.flush():  # at once: a run killed at once stays resumable
             raise StartupError(f"cannot write the journal {self.journal_writer.path}: {self.journal_writer.error}", 2)
 
