@@ -183,6 +183,10 @@ class ResourcePool:
     def used_cores(self) -> int:
         return self.total_cores - self.free_cores
 
+    def node_usage(self) -> Dict[str, int]:
+        """Cores in use per node (for the live view: computed when asked, not per task)."""
+        return {n.name: len(n.core_ids) - len(n.free) for n in self.nodes}
+
     def _take(self, idx: int, ncores: int, ngpus: int) -> NodeAllocation:
         node = self.nodes[idx]
         was_idle = len(node.free) == node.total and len(node.free_gpus) == len(node.gpu_ids)

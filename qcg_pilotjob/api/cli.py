@@ -7,6 +7,7 @@ or the newest aux dir below ``--wd`` (default: the current directory), or
     qcg-pm list
     qcg-pm --wd /scratch/run status sweep post
     qcg-pm info sweep --childs --json
+    qcg-pm --wd /scratch/run top
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import click
@@ -21,6 +23,7 @@ import click
 from ..auxdir import AUX_PREFIX, aux_dirs_below
 from .errors import QCGPJMAError
 from .manager import Manager
+from .top import CLEAR, TopView
 
 __all__ = ["find_address", "main"]
 
@@ -196,6 +199,38 @@ def finish(c: _Ctx) -> None:
     """Finish the service (running jobs are stopped)."""
     c.manager.finish()
     c.out({"finished": True}, "finish requested")
+
+
+@cli.command()
+@click.option("--interval", type=float, default=2.0, show_default=True, help="seconds between refreshes")
+@click.option("--count", type=int, default=0, help="stop after this many refreshes (0: until the service ends)")
+@click.option("--nodes", "max_nodes", type=int, default=32, show_default=True, help="nodes shown at most")
+@click.pass_obj
+def top(c: _Ctx, interval: float, count: int, max_nodes: int) -> None:
+    """A live view: tasks queued, running, done and failed, overall and per partition; cores
+    in use per node; tasks per second and ETA. Redrawn in place on a terminal, plain lines
+    otherwise; ends when the service ends."""
+    view = TopView(max_nodes)
+    tty = sys.stdout.isatty()
+    shown = 0
+    while True:
+        try:
+            reply = c.manager.send_request({"request": "status", "options": {"partitions": True}})
+        except QCGPJMAError:
+            if shown:  # it was there: it ended
+                click.echo("the service ended")
+                return
+            raise
+        data = reply.get("data") or {}
+        if c.as_json:
+            click.echo(json.dumps({**view.figures(data), "time": time.time()}, default=str))
+        else:
+            lines = view.render(data)
+            click.echo((CLEAR if tty else "") + "\n".join(lines) + ("" if tty else "\n"))
+        shown += 1
+        if count and shown >= count:
+            return
+        time.sleep(interval)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

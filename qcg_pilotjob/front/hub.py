@@ -102,6 +102,7 @@ class PartitionHub:
         for msg in msgs:
             if isinstance(msg, HeartbeatMsg):
                 link.used_cores = msg.used_cores
+                link.node_used = msg.node_used
             elif isinstance(msg, RegisterMsg):
                 _log.warning("partition %s registered twice; ignored", link.name)
             else:

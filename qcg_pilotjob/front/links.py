@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Callable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 from ..protocol.messages import Message
 from ..resources import ResourcePool
@@ -56,6 +56,14 @@ class PartitionLink:
         self.window = MIN_WINDOW
         self.resize_window()
         self.dispatched_tasks = 0
+        # the live view's figures (``status``'s PartitionStats): tasks running, and ended
+        # succeeded or not, here; cores in use per node as the partition last said
+        # (heartbeats), or ``node_usage`` when it runs in this process
+        self.running = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.node_used: Dict[str, int] = {}
+        self.node_usage: Optional[Callable[[], Dict[str, int]]] = None
         #: set by whoever can end a lost partition's processes (see :data:`Stopper`)
         self.stopper: Optional[Stopper] = None
 

@@ -167,9 +167,17 @@ class PartitionSide:
             if data.get("message"):
                 job.add_message(str(data["message"]))
         elif state is JobState.EXECUTING:
+            if view.state is not JobState.EXECUTING:  # (not a later word on a running task)
+                link.running += 1
             self._executing(job, idx, ev.iteration, ev.time, data)
         else:
             link.outstanding -= self.router.known_weight(job.name)  # room in the window
+            if view.state is JobState.EXECUTING:
+                link.running -= 1
+            if state is JobState.SUCCEED:
+                link.succeeded += 1
+            else:
+                link.failed += 1
             runtime = dict(rec.runtime or {})
             for key in _ENDED:
                 if key in data:
@@ -208,6 +216,10 @@ class PartitionSide:
             link.outstanding -= self.router.known_weight(job.name)
             self._task_final(job, idx, state, msg.time, None, msg.message)
         self._end_together(job, subtract(ranges, made), state, msg.time, msg.message, link)
+        if state is JobState.SUCCEED:
+            link.succeeded += count(ranges)
+        else:
+            link.failed += count(ranges)
 
     def _executing(self, job: JobRecord, idx: int, it: Optional[int], when: float, data: Dict[str, Any]) -> None:
         rec = job.tasks[idx]

@@ -220,7 +220,10 @@ class Requests:
         options = req.get("options") or {}
         if isinstance(options, dict) and options.get("allJobsFinished"):
             return ok({"AllJobsFinished": self.front.all_done})
-        return ok(views.status(self.front))
+        data = views.status(self.front)
+        if isinstance(options, dict) and options.get("partitions"):  # (the live view's; not QCG-PilotJob's)
+            data["PartitionStats"] = views.partition_stats(self.front)
+        return ok(data)
 
     # --- control -------------------------------------------------------------------------
     def _control(self, req: Dict[str, Any]) -> Response:

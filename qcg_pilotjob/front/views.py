@@ -179,6 +179,21 @@ def resources(front: Front) -> Dict[str, int]:
     return {"total_nodes": front.total_nodes, "total_cores": total, "used_cores": used, "free_cores": total - used}
 
 
+def partition_stats(front: Front) -> List[Dict[str, Any]]:
+    """Per partition: its state, tasks here (queued, running, ended) and cores in use per
+    node as ``[used, total]`` (``status``'s ``PartitionStats``; the live view's)."""
+    out = []
+    for link in front.links:
+        used = link.node_usage() if link.node_usage is not None else link.node_used
+        queued = link.dispatched_tasks - link.running - link.succeeded - link.failed
+        out.append({
+            "name": link.name, "state": "lost" if link.lost else ("stopped" if link.stopped else "live"),
+            "host": link.host, "cores": link.pool.total_cores, "used_cores": link.used_cores,
+            "queued": max(0, queued), "running": link.running, "succeeded": link.succeeded, "failed": link.failed,
+            "nodes": {n.name: [used.get(n.name, 0), len(n.core_ids)] for n in link.pool.nodes}})
+    return out
+
+
 def status(front: Front) -> Dict[str, Any]:
     """The ``status`` request's data (and ``final_status``)."""
     now = time.time()

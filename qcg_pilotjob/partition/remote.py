@@ -139,7 +139,7 @@ class RemotePartition:
     async def _serve(self, loop: asyncio.AbstractEventLoop, manager: PartitionManager, first: List[Message]) -> int:
         watcher: HeartbeatWatcher[str] = HeartbeatWatcher(
             self.heartbeat, LOST_AFTER_BEATS * self.heartbeat,
-            send_beat=lambda _: self._send(HeartbeatMsg(self.pool.used_cores)),
+            send_beat=lambda _: self._send(HeartbeatMsg(self.pool.used_cores, self.pool.node_usage())),
             on_lost=lambda _, why: self.stop(f"the governor is lost: {why}"))
         watcher.watch(GOVERNOR)
         self.watcher = watcher

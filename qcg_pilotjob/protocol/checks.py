@@ -376,7 +376,7 @@ FIELDS: Dict[Type[Message], Tuple[Tuple[str, Check], ...]] = {
     RegisterMsg: (("id", name), ("version", integer), ("nodes", list_of(dict_of(None))), ("host", text),
                   ("pid", pid)),
     RegisteredMsg: (("ok", flag), ("message", text), ("heartbeat", number(0, above=True))),
-    HeartbeatMsg: (("used_cores", count),),
+    HeartbeatMsg: (("used_cores", count), ("node_used", dict_of(count))),
     NodeLostMsg: (("node", name),),
     AgentHelloMsg: (("node", name), ("version", integer), ("cpus", list_of(cpu)), ("gpus", list_of(text)),
                     ("pid", pid)),

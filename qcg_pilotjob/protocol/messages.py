@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 #: Bumped on every incompatible change; checked when a partition registers.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class Message:
@@ -144,6 +144,8 @@ class HeartbeatMsg(Message):
 
     TYPE: ClassVar[int] = 9
     used_cores: int = 0
+    #: partition -> governor: cores in use per node (the live view's; empty the other way)
+    node_used: Dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

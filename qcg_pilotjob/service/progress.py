@@ -34,8 +34,14 @@ class Progress:
         elapsed = max(time.monotonic() - self._t0, 1e-6)
         rate = (done + failed) / elapsed
         eta = "?" if rate <= 0 else _fmt(int((queued + running) / rate))
-        return (f"done {done}  failed {failed}  running {running}  queued {queued}  "
+        text = (f"done {done}  failed {failed}  running {running}  queued {queued}  "
                 f"{rate:.1f} tasks/s  ETA {eta}")
+        links = self.front.links
+        if len(links) > 1:  # a governor: the same figures per partition
+            text += "  |  " + "  ".join(
+                f"{link.name}: {'LOST ' if link.lost else ''}run {link.running} done {link.succeeded} "
+                f"failed {link.failed}" for link in links)
+        return text
 
     def _tick(self) -> None:
         self.show()

@@ -318,6 +318,7 @@ class Service:
             sys.stderr.write(f"qcg-pm-service: warning: no node agent came up on {', '.join(missing)}; "
                              f"those nodes are left out\n")
         link = front.add_link("partition-0", ResourcePool([n.fresh() for n in self.partition.pool.nodes]), to_partition)
+        link.node_usage = self.partition.pool.node_usage
 
     def _partition_exited(self, child: PartitionProcess) -> None:
         if self.hub is not None:

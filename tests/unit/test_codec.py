@@ -73,6 +73,7 @@ SAMPLES: List[Message] = [
     RegisteredMsg(False, "refused", 2),
     HeartbeatMsg(0),
     HeartbeatMsg(17),
+    HeartbeatMsg(3, {"n0": 2, "n1": 1}),
     NodeLostMsg("n0"),
     AgentHelloMsg("n0", PROTOCOL_VERSION, [0, 1, 2, 3], ["0", "1"], 77),
     AgentHelloMsg("n1", PROTOCOL_VERSION, [], [], 0),
@@ -135,7 +136,7 @@ def test_wrong_number_of_fields(msg: Message) -> None:
 
 
 def test_batch_error_names_the_message() -> None:
-    data = msgpack.packb([PROTOCOL_VERSION, [[HeartbeatMsg.TYPE, 1], [HeartbeatMsg.TYPE, -1]]])
+    data = msgpack.packb([PROTOCOL_VERSION, [[HeartbeatMsg.TYPE, 1, {}], [HeartbeatMsg.TYPE, -1, {}]]])
     with pytest.raises(DecodeError, match=r"^HeartbeatMsg\.used_cores: -1 is less than 0 \(message 1 of the batch\)$"):
         decode_batch(data)
 

@@ -182,6 +182,8 @@ RULES: List[Tuple[Message, Tuple[Any, ...], Any, str]] = [
     (RegisteredMsg(True), (2,), "1", r"RegisteredMsg\.heartbeat: '1' is not a number"),
     (HeartbeatMsg(), (0,), -1, r"HeartbeatMsg\.used_cores: -1 is less than 0"),
     (HeartbeatMsg(), (0,), 1.0, r"HeartbeatMsg\.used_cores: 1\.0 is not an integer"),
+    (HeartbeatMsg(), (1,), [], r"HeartbeatMsg\.node_used: \[\] is not a dictionary"),
+    (HeartbeatMsg(), (1,), {"n0": -2}, r"HeartbeatMsg\.node_used\['n0'\]: -2 is less than 0"),
     (NodeLostMsg("n0"), (0,), "", rf"NodeLostMsg\.node: '' {NOT_STR}"),
     # node agents
     (HELLO, (0,), None, rf"AgentHelloMsg\.node: None {NOT_STR}"),
