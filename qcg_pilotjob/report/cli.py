@@ -144,7 +144,8 @@ def _details(task: TaskRun) -> str:
             ("process id", task.pid), ("working dir", task.wd), ("partition", task.partition), ("state", state)]
     if task.messages:
         rows.append(("messages", task.messages))
-    return "\n".join([f"\t{task.name}:"] + [f"\t{label:>20}: {value}" for label, value in rows])
+    rows += [("history" if i == 0 else "", f"{date}: {state}") for i, (date, state) in enumerate(task.history)]
+    return "\n".join([f"\t{task.name}:"] + [f"\t{label:>20}{':' if label else ' '} {value}" for label, value in rows])
 
 
 @reports.command()
@@ -306,11 +307,25 @@ def efficiency_core(wdir: str, node: str, core: str, details: bool, verbose: boo
             click.echo(f"\t\t{task.name}: {_when(task.started)} - {_when(task.finished)}")
 
 
+def _write_converted(output: str, svg: str) -> None:
+    """PNG or PDF where cairosvg happens to be installed (it is not a dependency)."""
+    try:
+        import cairosvg
+    except ImportError:
+        raise click.ClickException(f"{output}: PNG and PDF need cairosvg (pip install cairosvg); or write "
+                                   f"{output.rsplit('.', 1)[0]}.svg and convert it") from None
+    convert = cairosvg.svg2png if output.lower().endswith(".png") else cairosvg.svg2pdf
+    try:
+        convert(bytestring=svg.encode("utf-8"), write_to=output)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror}") from None
+
+
 def _write_chart(output: str, svg: str, title: str) -> None:
     low = output.lower()
-    if low.endswith(".png") or low.endswith(".pdf"):
-        raise click.ClickException(f"{output}: charts are SVG (or .html); write {output.rsplit('.', 1)[0]}.svg "
-                                   "and convert it if you need a bitmap")
+    if low.endswith((".png", ".pdf")):
+        _write_converted(output, svg)
+        return
     text_ = svg if not low.endswith((".html", ".htm")) else (
         f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n"
         f"<body>\n{svg}</body></html>\n")

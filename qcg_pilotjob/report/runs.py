@@ -63,11 +63,11 @@ def parse_allocation(text: str) -> Dict[str, List[str]]:
 class TaskRun:
     """One finished task: a job without iterations or one iteration."""
 
-    __slots__ = ("exit_code", "finished", "iteration", "job", "messages", "name", "nodes", "partition", "pid",
-                 "queued", "rtime", "started", "state", "wd")
+    __slots__ = ("exit_code", "finished", "history", "iteration", "job", "messages", "name", "nodes", "partition",
+                 "pid", "queued", "rtime", "started", "state", "wd")
     #: the order :meth:`as_dict` gives the fields in
     FIELDS = ("name", "job", "iteration", "state", "queued", "started", "finished", "rtime", "nodes", "wd", "pid",
-              "exit_code", "messages", "partition")
+              "exit_code", "messages", "partition", "history")
 
     def __init__(self, name: str, state: str) -> None:
         self.name = name
@@ -85,6 +85,7 @@ class TaskRun:
         self.exit_code: Optional[int] = None
         self.messages: Optional[str] = None
         self.partition: Optional[str] = None
+        self.history: List[Tuple[str, str]] = []  # (date as written, state), in order
 
     @property
     def cores(self) -> int:
@@ -99,7 +100,8 @@ class TaskRun:
 
 
 def _apply(task: TaskRun, history: Iterable[Tuple[str, str]], runtime: Dict[str, Any]) -> None:
-    for date, state in history:
+    task.history = list(history)
+    for date, state in task.history:
         when = parse_time(date)
         if state == "QUEUED" and task.queued is None:
             task.queued = when

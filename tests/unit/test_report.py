@@ -3,14 +3,20 @@ hand (known intervals, known answers), and the SVG charts parsed back as XML."""
 
 from __future__ import annotations
 
+import re
+import sys
+import types
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 import pytest
+from click.testing import CliRunner
 
 from qcg_pilotjob.front.registry import format_time
 from qcg_pilotjob.front.reports import format_report
 from qcg_pilotjob.report import stats
+from qcg_pilotjob.report.cli import reports
 from qcg_pilotjob.report.runs import Run, TaskRun, parse_report
 from qcg_pilotjob.report.svg import gantt_svg, gaps_svg, utilisation_svg
 
@@ -165,3 +171,36 @@ def test_utilisation_chart_and_charts_of_nothing() -> None:
 def test_a_task_name_is_split_into_job_and_iteration() -> None:
     assert (TaskRun("x:y:3", "SUCCEED").job, TaskRun("x:y:3", "SUCCEED").iteration) == ("x:y", 3)
     assert (TaskRun("plain", "SUCCEED").job, TaskRun("plain", "SUCCEED").iteration) == ("plain", None)
+
+
+def _run_dir(tmp: Path) -> Path:
+    aux = tmp / ".qcgpjm-service-t"
+    aux.mkdir()
+    (aux / "jobs.report").write_text("".join(format_report(e, "json") for e in ENTRIES))
+    return tmp
+
+
+def test_png_through_cairosvg_where_it_is_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: List[Tuple[str, str]] = []
+    fake = types.ModuleType("cairosvg")
+    fake.svg2png = lambda bytestring, write_to: calls.append(("png", write_to))  # type: ignore[attr-defined]
+    fake.svg2pdf = lambda bytestring, write_to: calls.append(("pdf", write_to))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "cairosvg", fake)
+    wd = _run_dir(tmp_path)
+    for name in ("g.png", "g.pdf"):
+        result = CliRunner().invoke(reports, ["gantt", str(wd), str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+    assert calls == [("png", str(tmp_path / "g.png")), ("pdf", str(tmp_path / "g.pdf"))]
+    monkeypatch.setitem(sys.modules, "cairosvg", None)  # not installed: a clear error, no file
+    result = CliRunner().invoke(reports, ["gantt", str(wd), str(tmp_path / "h.png")])
+    assert result.exit_code == 1 and "PNG and PDF need cairosvg" in result.output
+    html = tmp_path / "g.html"
+    assert CliRunner().invoke(reports, ["gantt", str(wd), str(html)]).exit_code == 0
+    assert html.read_text().startswith("<!DOCTYPE html>") and "<svg" in html.read_text()
+
+
+def test_job_verb_shows_the_history(tmp_path: Path) -> None:
+    result = CliRunner().invoke(reports, ["job", str(_run_dir(tmp_path)), "c"])
+    assert result.exit_code == 0
+    assert re.search(r"history: \S+ \S+: QUEUED\n\s+\S+ \S+: SCHEDULED\n\s+\S+ \S+: EXECUTING\n\s+\S+ \S+: FAILED",
+                     result.output), result.output
