@@ -442,13 +442,12 @@ class Service:
                                                self.request_offset,
                                                lambda: bool(self.stop_signal) or front.finish_requested)
         if file_done and not front.finish_after_all and not front.finish_requested and not cfg.net:
-            if not front.all_done:
-                running = front.active_jobs
-                _log.warning("the request file ended without finishAfterAllTasksDone: %d unfinished jobs "
-                             "are stopped now", running)
-                sys.stderr.write(f"qcg-pm-service: warning: request file ended without "
-                                 f"finishAfterAllTasksDone; {running} unfinished jobs were stopped\n")
-            front.request_finish()
+            # nothing else can ask for more work: run what the file asked for to the end, as
+            # QCG-PilotJob 0.14 does (users' files rely on it); with --net, clients may still
+            # submit, so the service serves until finish or finishAfterAllTasksDone
+            _log.info("the request file ended without finishAfterAllTasksDone: its %d unfinished jobs run to "
+                      "the end, then the service stops", front.active_jobs)
+            front.request_finish_after_all()
         while not self.stop_signal:
             if front.finish_requested or (front.finish_after_all and front.all_done):
                 break

@@ -9,7 +9,6 @@ import os
 import re
 import socket
 import subprocess
-import time
 
 import pytest
 
@@ -254,24 +253,20 @@ def test_dependency_on_single_iteration(run_service, tmp_path):
 
 
 # ---- shutdown ----------------------------------------------------------------------------------
-def test_file_without_finish_stops_running_jobs(run_service, tmp_path):
-    jobs = [{"name": "long", "execution": {"exec": "sleep", "args": ["30"]}},
-            {"name": "dep", "execution": {"script": "touch dep.txt"}, "dependencies": {"after": ["long"]}}]
-    started = time.monotonic()
-    res = run_service([submit(*jobs)], "--nodes", "2", timeout=25)
-    elapsed = time.monotonic() - started
-    assert res.rc == 0
-    assert elapsed < 10
-    assert "warning" in res.stderr.lower()
-    assert "finishAfterAllTasksDone" in res.stderr
+def test_regression_file_without_finish_runs_its_jobs_to_the_end(run_service, tmp_path):
+    """A request file without finishAfterAllTasksDone stopped its unfinished jobs when it
+    ended; QCG-PilotJob 0.14 runs them all, and users' files rely on it."""
+    jobs = [{"name": "first", "execution": {"script": "sleep 0.5; touch first.txt"}},
+            {"name": "dep", "execution": {"script": "touch dep.txt"}, "dependencies": {"after": ["first"]}},
+            {"name": "many", "iteration": {"stop": 6}, "execution": {"script": "touch many.${it}"}}]
+    res = run_service([submit(*jobs)], "--nodes", "2", timeout=60)
+    assert res.rc == 0, res.stderr
+    assert res.stderr == ""
     report = res.report()
-    assert report["long"]["state"] == "CANCELED"
-    assert report["long"].get("messages")
-    assert report["dep"]["state"] == "OMITTED"
-    assert not (tmp_path / "dep.txt").exists()
-    stats = res.final_status["JobStats"]
-    assert stats["InScheduleJobs"] == stats["ExecutingJobs"] == 0
-    assert res.final_status["Resources"]["UsedCores"] == 0
+    assert {name: report[name]["state"] for name in ("first", "dep", "many")} == \
+        {"first": "SUCCEED", "dep": "SUCCEED", "many": "SUCCEED"}
+    assert (tmp_path / "dep.txt").exists() and len(list(tmp_path.glob("many.*"))) == 6
+    assert "run to the end" in res.log
 
 
 def test_regression_all_iterations_canceled_job_canceled(run_service):
