@@ -89,16 +89,17 @@ def report_entry(job: JobRecord, idx: Optional[int]) -> Dict[str, Any]:
     if idx is not None:
         rec = job.tasks.view(idx)
         return {"name": f"{job.name}:{job.iteration_of(idx)}", "state": rec.state.name,
-                **task_fields(rec, job.submit_time, history_list)}
+                **_with_runtime(task_fields(rec, job.submit_time, history_list))}
     entry: Dict[str, Any] = {"name": job.name, "state": job.state.name}
     if job.iterative:
         entry["history"] = history_list(job.history)
+        entry["runtime"] = {}  # (QCG-PilotJob's report tools read the key on every entry)
         entry["iterations"] = job.iterations_view()
         msgs = _job_messages(job)
         if msgs:
             entry["messages"] = msgs
     else:
-        entry.update(task_fields(job.tasks.view(0), job.submit_time, history_list))
+        entry.update(_with_runtime(task_fields(job.tasks.view(0), job.submit_time, history_list)))
         msgs = _job_messages(job)
         if msgs:  # a job's own messages first (they include its task's)
             entry["messages"] = msgs
@@ -107,6 +108,14 @@ def report_entry(job: JobRecord, idx: Optional[int]) -> Dict[str, Any]:
         if key in raw:
             entry[key] = raw[key]
     return entry
+
+
+def _with_runtime(fields: Dict[str, Any]) -> Dict[str, Any]:
+    """``fields`` with ``runtime`` ({} for a task that never ran) right after ``history``:
+    QCG-PilotJob's report tools read the key on every entry."""
+    if "runtime" in fields:
+        return fields
+    return {"history": fields["history"], "runtime": {}, **fields}
 
 
 def report_line(job: JobRecord, idx: int, fmt: str) -> str:
@@ -129,10 +138,10 @@ def _task_json(name: str, state: JobState, rec: TaskRecord, submit_time: float) 
              ",".join(f'{{"state":"{s.name}","date":"{format_time(t)}"}}' for t, s in rec.history_entries(submit_time)),
              "]"]
     runtime = JobRecord.runtime_view(rec)
+    parts.append(',"runtime":{')  # ({} for a task that never ran, as QCG-PilotJob writes: its tools need the key)
     if runtime:
-        parts.append(',"runtime":{')
         parts.append(",".join(f"{_text(key)}:{_text(val)}" for key, val in runtime.items()))
-        parts.append("}")
+    parts.append("}")
     return parts
 
 

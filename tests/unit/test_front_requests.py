@@ -193,9 +193,26 @@ def test_list_jobs_shows_messages_of_failed_jobs_and_none_for_others(h: Harness)
     h.submit(job("ok"), job("bad"), job("it", iteration={"stop": 2}))
     h.ran("ok", None)
     h.ran("bad", None, JobState.FAILED, data={"exit_code": 2, "message": "exit code 2"})
-    h.ran("it", 0)
+    h.ran("it", 0, data={"exit_code": 0})
     h.ran("it", 1, JobState.FAILED, data={"exit_code": 1, "message": "exit code 1"})
     jobs = h.req("listJobs")["data"]["jobs"]
     assert jobs["ok"] == {"status": "SUCCEED"}
     assert jobs["bad"] == {"status": "FAILED", "messages": "exit code 2"}
     assert jobs["it"] == {"status": "FAILED", "messages": "1 of 2 iterations did not succeed"}
+
+
+def test_regression_json_report_entries_of_tasks_that_never_ran_have_an_empty_runtime(h: Harness) -> None:
+    """QCG-PilotJob's qcg-pm-report reads ``runtime`` on every JSON entry; ours left it out
+    of iteration parents and of jobs that never ran, and its tools failed on our reports."""
+    import json
+
+    from qcg_pilotjob.front.views import job_report_line, report_entry, report_line
+    h.submit(job("bad"), job("after", after=["bad"]), job("it", iterations=1))
+    h.ran("bad", None, JobState.FAILED, data={"exit_code": 1, "message": "exit code 1"})
+    h.ran("it", 0, data={"exit_code": 0})
+    jobs = h.front.jobs
+    assert json.loads(job_report_line(jobs["after"], "json"))["runtime"] == {}
+    assert report_entry(jobs["after"], None)["runtime"] == {}
+    assert json.loads(job_report_line(jobs["it"], "json"))["runtime"] == {}
+    assert json.loads(report_line(jobs["it"], 0, "json"))["runtime"]["exit_code"] == "0"
+    assert list(report_entry(jobs["after"], None))[:4] == ["name", "state", "history", "runtime"]
