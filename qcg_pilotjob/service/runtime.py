@@ -472,12 +472,14 @@ class Service:
     # --- files -------------------------------------------------------------------------
     def _write_address(self, address: str) -> None:
         path = os.path.join(self.aux_dir, "address")
-        try:
-            fd = open_private_fd(path, "w")
+        part = path + ".part"
+        try:  # the address alone, no newline (QCG-PilotJob's qcg-pm -p reads the file as it is);
+            fd = open_private_fd(part, "w")  # whole or absent: written aside, then renamed
             try:
-                os.write(fd, (address + "\n").encode())
+                os.write(fd, address.encode())
             finally:
                 os.close(fd)
+            os.replace(part, path)
         except OSError as exc:  # clients given the address otherwise still reach the service
             _log.warning("cannot write %s: %s", path, exc)
 

@@ -20,8 +20,10 @@ def test_manager_json_encoding_and_env_address(local, monkeypatch):
 
     service = local()
     with open(os.path.join(service.aux_dir, "address")) as fh:
-        address = fh.read().strip()
+        address = fh.read()
+    # the address as it is (regression: a trailing newline broke QCG-PilotJob's qcg-pm -p $(cat address))
     assert address == service._address
+    assert not os.path.exists(os.path.join(service.aux_dir, "address.part"))
 
     client = Manager(address, cfg={"encoding": "json", "poll_delay": 60})
     try:

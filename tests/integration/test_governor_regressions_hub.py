@@ -123,7 +123,7 @@ def _events(*events: List[Any]) -> List[Any]:
     return [2, list(events), 0]  # TaskEventsMsg: [type, events, used_cores]
 
 
-HEARTBEAT = _batch([9, 0])
+HEARTBEAT = _batch([9, 0, {}])  # HeartbeatMsg(used_cores=0, node_used={})
 
 
 class FakePartition:
