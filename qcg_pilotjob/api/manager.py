@@ -278,10 +278,12 @@ class Manager:
                 out[name] = state
         return out
 
-    def wait4all(self, timeout: Optional[float] = None) -> None:
+    def wait4all(self, timeout_secs: Optional[float] = None, *, timeout: Optional[float] = None) -> None:
         """Wait until the service has no unfinished job. A "no jobs" event is confirmed with
         a status request before returning, so an event left from an earlier burst of jobs
-        cannot end the wait early."""
+        cannot end the wait early. ``timeout_secs`` is QCG-PilotJob 0.14's name, ``timeout``
+        ours."""
+        timeout = _either(timeout_secs, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             data = self._check(self._send({"request": "status", "options": {"allJobsFinished": True}}))
@@ -298,8 +300,11 @@ class Manager:
                 wait = next_poll - now if deadline is None else min(next_poll, deadline) - now
                 woke = any(topic == "NOJ" for topic, _ in self._events(wait))
 
-    def wait4_any_job_finish(self, timeout: Optional[float] = None) -> tuple:
-        """Wait for the next job or iteration to finish; returns (name, state)."""
+    def wait4_any_job_finish(self, timeout_secs: Optional[float] = None, *,
+                             timeout: Optional[float] = None) -> tuple:
+        """Wait for the next job or iteration to finish; returns (name, state).
+        ``timeout_secs`` is QCG-PilotJob 0.14's name, ``timeout`` ours."""
+        timeout = _either(timeout_secs, timeout)
         if self._sub is None:
             raise errors.ServiceError("Service not support publishing status events")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -312,6 +317,12 @@ class Manager:
                 done = self._final_states([name], missing_ok=True)
                 if name in done:
                     return name, done[name]
+
+
+def _either(timeout_secs: Optional[float], timeout: Optional[float]) -> Optional[float]:
+    if timeout_secs is not None and timeout is not None and timeout_secs != timeout:
+        raise TypeError("give timeout_secs or timeout, not both")
+    return timeout if timeout is not None else timeout_secs
 
 
 class LocalManager(Manager):

@@ -87,4 +87,13 @@ def test_timeouts(local):
         manager.wait4all(timeout=0.5)
     with pytest.raises(QCGPJMAError):
         manager.wait4_any_job_finish(timeout=0.3)
+    # QCG-PilotJob 0.14's keyword (regression: a TypeError on ours) and the positional form
+    with pytest.raises(TimeoutElapsed):
+        manager.wait4all(timeout_secs=0.3)
+    with pytest.raises(TimeoutElapsed):
+        manager.wait4all(0.3)
+    with pytest.raises(QCGPJMAError):
+        manager.wait4_any_job_finish(timeout_secs=0.3)
+    with pytest.raises(TypeError):
+        manager.wait4all(timeout_secs=1, timeout=2)
     assert state(manager, "long") == "EXECUTING"  # the connection is still usable
