@@ -17,9 +17,10 @@ the batch is dropped: the heartbeat watcher decides whether the peer is lost.
 ...     s = Sock(); b = BatchSender(s, "peer")
 ...     b.send(HeartbeatMsg(1)); b.send(HeartbeatMsg(2)); b.send(HeartbeatMsg(3), b"p2")
 ...     await asyncio.sleep(0)
-...     return [decode_batch(f) if isinstance(f, bytes) else (f[0], decode_batch(f[1])) for f in s.frames]
->>> asyncio.run(demo())
-[[HeartbeatMsg(used_cores=1), HeartbeatMsg(used_cores=2)], (b'p2', [HeartbeatMsg(used_cores=3)])]
+...     return [[m.used_cores for m in decode_batch(f)] if isinstance(f, bytes)
+...             else (f[0], [m.used_cores for m in decode_batch(f[1])]) for f in s.frames]
+>>> asyncio.run(demo())  # (the used_cores of the heartbeats in each frame)
+[[1, 2], (b'p2', [3])]
 """
 
 from __future__ import annotations

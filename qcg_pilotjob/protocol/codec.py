@@ -10,7 +10,7 @@ else. Encoding trusts its in-process input and checks nothing.
 >>> decode(encode(CancelMsg("a", [1, None])))
 CancelMsg(job='a', iterations=[1, None])
 >>> decode_batch(encode_batch([HeartbeatMsg(3), CancelMsg("b")]))
-[HeartbeatMsg(used_cores=3), CancelMsg(job='b', iterations=None)]
+[HeartbeatMsg(used_cores=3, node_used={}), CancelMsg(job='b', iterations=None)]
 >>> decode(encode(HeartbeatMsg(-1)))
 Traceback (most recent call last):
 ...
