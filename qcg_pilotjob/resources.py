@@ -320,3 +320,37 @@ class ResourcePool:
             "used_cores": self.used_cores,
             "free_cores": self.free_cores,
         }
+
+
+def read_resources_file(path: str) -> Tuple[str, List[Node]]:
+    """``--slurm-resources-file``: QCG-PilotJob's resources JSON (``Resources.to_dict``:
+    ``{"type": "LOCAL"|"SLURM", "nodes": [{"name", "total_cores", "core_ids", "crs"}]}``,
+    GPUs as a ``GPU`` entry of ``crs`` with their ``ids``). Returns the type and the nodes."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ResourceError(f"--slurm-resources-file: cannot read {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("nodes"), list) or not data["nodes"]:
+        raise ResourceError(f"--slurm-resources-file: {path} has no list of nodes")
+    nodes: List[Node] = []
+    for i, item in enumerate(data["nodes"]):
+        where = f"--slurm-resources-file: {path}: nodes[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise ResourceError(f"{where}: no name")
+        cores = item.get("core_ids")
+        if cores is None:
+            total = item.get("total_cores")
+            if not isinstance(total, int) or total < 1:
+                raise ResourceError(f"{where}: neither core_ids nor a total_cores >= 1")
+            cores = list(range(total))
+        if not isinstance(cores, list) or not cores:
+            raise ResourceError(f"{where}: core_ids is not a non-empty list")
+        gpu = ((item.get("crs") or {}).get("GPU") or {}).get("data") or {}
+        gpus = gpu.get("ids") or ([str(g) for g in range(gpu["total"])] if isinstance(gpu.get("total"), int) else [])
+        nodes.append(Node(item["name"], [str(c) for c in cores], [str(g) for g in gpus]))
+    if len({n.name for n in nodes}) != len(nodes):
+        raise ResourceError(f"--slurm-resources-file: {path}: a node is listed twice")
+    return str(data.get("type", "LOCAL")).upper(), nodes

@@ -119,7 +119,7 @@ class Front(PartitionSide):
         if name not in self.interfaces:
             self.interfaces.append(name)
 
-    def attach_publisher(self, publish: Publish, zmq_address: str, publisher_address: str) -> None:
+    def attach_publisher(self, publish: Optional[Publish], zmq_address: str, publisher_address: Optional[str]) -> None:
         """Publish status events with ``publish``; clients reach us at ``zmq_address``."""
         self._publish = publish
         self.zmq_address = zmq_address

@@ -54,7 +54,7 @@ def run_partition(cfg: ServiceConfig) -> int:
         os.environ[KEYS_ENV] = keys.client_text()  # its tasks and agents inherit them
     remote = RemotePartition(
         pid_name, cfg.parent, pool, lifeline_fd=cfg.lifeline_fd, dry_run=cfg.dry_run, keys=keys,
-        launcher=cfg.launcher or "local",
+        launcher=cfg.launcher or "local", agent_timeout=cfg.nl_init_timeout, ready_threshold=cfg.nl_ready_threshold,
         deadline=job_end_time(os.environ["SLURM_JOB_ID"]) if slurm and os.environ.get("SLURM_JOB_ID") else None,
         executor_options={"root_wd": wd, "aux_dir": aux,
                           "env_schema": "slurm" if cfg.envschema == "slurm" or (cfg.envschema == "auto" and slurm)

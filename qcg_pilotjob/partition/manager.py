@@ -78,14 +78,20 @@ class PartitionManager:
         self._schedule_pending = False
         self._stopping = False
 
-    async def prepare(self, agent_timeout: float = 120.0) -> List[str]:
-        """Start node agents (Slurm); nodes without one are left out. Returns those nodes."""
+    async def prepare(self, agent_timeout: float = 120.0, ready_threshold: Optional[float] = None) -> List[str]:
+        """Start node agents (Slurm); nodes without one are left out. Returns those nodes.
+        ``ready_threshold`` (``--nl-ready-threshold``): the fraction of agents that must
+        come up, else :class:`ResourceError` (None: at least one)."""
         if not isinstance(self.executor, AgentExecutor):
             return []
         missing = await self.executor.start_agents(agent_timeout)
         kept = [n for n in self.pool.nodes if n.name not in missing]
         if not kept:
             raise ResourceError(f"no node agent came up (nodes: {', '.join(missing)})")
+        total = len(self.pool.nodes)
+        if ready_threshold is not None and len(kept) < ready_threshold * total:
+            raise ResourceError(f"{len(kept)} of {total} node agents came up, fewer than --nl-ready-threshold "
+                                f"{ready_threshold:g} asks (missing: {', '.join(missing)})")
         for node in kept:
             # GPUs as each node's agent sees them (CUDA_VISIBLE_DEVICES of its step), when
             # the allocation's environment did not say: nodes need not be alike

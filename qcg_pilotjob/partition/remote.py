@@ -50,7 +50,8 @@ class RemotePartition:
     def __init__(self, partition_id: str, parent: str, pool: ResourcePool, *,
                  executor_options: Dict[str, Any], lifeline_fd: Optional[int] = None,
                  register_timeout: float = 60.0, dry_run: bool = False, launcher: str = "local",
-                 deadline: Optional[float] = None, keys: Optional[RunKeys] = None) -> None:
+                 deadline: Optional[float] = None, keys: Optional[RunKeys] = None,
+                 agent_timeout: float = 120.0, ready_threshold: Optional[float] = None) -> None:
         self.id = partition_id
         self.parent = parent
         self.pool = pool
@@ -61,6 +62,8 @@ class RemotePartition:
         self.launcher = launcher
         self.deadline = deadline
         self.keys = keys
+        self.agent_timeout = agent_timeout
+        self.ready_threshold = ready_threshold
         self.guard = FrameGuard(_log, "partition")
         self._stopped = asyncio.Event()
         self._stop_reason: List[str] = []
@@ -91,7 +94,8 @@ class RemotePartition:
             dry_run=self.dry_run, launcher=self.launcher, deadline=self.deadline)
         try:
             try:
-                missing = await manager.prepare()  # node agents (Slurm), before telling the governor our nodes
+                # node agents (Slurm), before telling the governor our nodes
+                missing = await manager.prepare(self.agent_timeout, self.ready_threshold)
             except ResourceError as exc:
                 _log.error("%s", exc)
                 return 4

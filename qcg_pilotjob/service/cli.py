@@ -69,6 +69,23 @@ __all__ = ["cli", "main"]
 @click.option("--keep-task-children", is_flag=True, help="leave running the processes a task started when it ends")
 @click.option("--prune-finished", is_flag=True,
               help="finished iterations keep their state alone, not their history and runtime (very long runs)")
+@click.option("--disable-pub", is_flag=True, help="do not publish status events (clients then poll)")
+@click.option("--net-pub-port", type=int, help="port of the status-event publisher (else one of the --net-port range)")
+@click.option("--nl-init-timeout", type=float, default=120.0, show_default=True,
+              help="seconds to wait for the node agents to start (Slurm)")
+@click.option("--nl-ready-threshold", type=float,
+              help="fraction of node agents that must start, else the service stops (Slurm; default: go on "
+                   "with the nodes whose agent started)")
+@click.option("--nl-start-method", type=click.Choice(["slurm", "ssh"]), default="slurm", show_default=True,
+              help="how node agents start; they always start with srun here (ssh is taken as slurm)")
+@click.option("--slurm-resources-file",
+              help="the nodes to use, in QCG-PilotJob's resources JSON (as its governor writes for partitions)")
+@click.option("--enable-rt-stats", is_flag=True,
+              help="accepted for QCG-PilotJob compatibility: every task's start and end are always recorded "
+                   "(jobs.report; qcg-pm-report launch-stats)")
+@click.option("--wrapper-rt-stats", help="accepted for QCG-PilotJob compatibility: no launch wrapper is needed")
+@click.option("--enable-proc-stats", is_flag=True,
+              help="accepted for QCG-PilotJob compatibility: no effect (no process statistics are collected)")
 @click.option("--dry-run", is_flag=True, hidden=True)
 @click.option("--heartbeat", type=float, default=1.0, hidden=True)
 @click.option("--aux-dir", hidden=True)
@@ -92,6 +109,10 @@ def cli(**kw: Any) -> None:
         resume=kw["resume"], kill_grace=kw["kill_grace"], ready_fd=kw["ready_fd"], lifeline_fd=kw["lifeline_fd"],
         keep_task_children=kw["keep_task_children"], prune_finished=kw["prune_finished"],
         dry_run=kw["dry_run"], heartbeat=kw["heartbeat"], aux_dir=kw["aux_dir"], launcher=kw["launcher"],
+        disable_pub=kw["disable_pub"], net_pub_port=kw["net_pub_port"], nl_init_timeout=kw["nl_init_timeout"],
+        nl_ready_threshold=kw["nl_ready_threshold"], nl_start_method=kw["nl_start_method"],
+        slurm_resources_file=kw["slurm_resources_file"], enable_rt_stats=kw["enable_rt_stats"],
+        wrapper_rt_stats=kw["wrapper_rt_stats"], enable_proc_stats=kw["enable_proc_stats"],
     )
     code = run(cfg)
     sys.exit(code)

@@ -50,6 +50,16 @@ class ServiceConfig:
     kill_grace: float = 10.0
     keep_task_children: bool = False    # leave what a task leaves behind running (daemons on purpose)
     prune_finished: bool = False        # finished iterations keep their state alone (very long runs)
+    # QCG-PilotJob 0.14's other options (docs/usage.md, "Options kept for QCG-PilotJob 0.14")
+    disable_pub: bool = False           # no status-event publisher
+    net_pub_port: Optional[int] = None  # the publisher's port (else one of the --net-port range)
+    nl_init_timeout: float = 120.0      # seconds to wait for the node agents
+    nl_ready_threshold: Optional[float] = None  # fraction of agents that must come up (None: at least one)
+    nl_start_method: str = "slurm"      # how node agents start (srun; "ssh" is taken as srun)
+    slurm_resources_file: Optional[str] = None  # the nodes, as QCG-PilotJob's Resources.to_dict JSON
+    enable_rt_stats: bool = False       # (every task's start and end are in jobs.report anyway)
+    wrapper_rt_stats: Optional[str] = None
+    enable_proc_stats: bool = False     # (no effect)
     dry_run: bool = False               # start no processes: tasks "succeed" at once (benchmarks)
     heartbeat: float = 1.0              # governor <-> partition heartbeat interval, seconds
     aux_dir: Optional[str] = None       # a partition started by a governor: where its files go
@@ -67,6 +77,12 @@ class ServiceConfig:
         cfg = cfg._with_implied_modes()
         if cfg.heartbeat <= 0:
             raise ConfigError("--heartbeat: must be greater than zero")
+        if not cfg.nl_init_timeout > 0:
+            raise ConfigError("--nl-init-timeout: must be greater than zero")
+        if cfg.nl_ready_threshold is not None and not 0 < cfg.nl_ready_threshold <= 1:
+            raise ConfigError(f"--nl-ready-threshold: {cfg.nl_ready_threshold} is not in (0, 1]")
+        if cfg.net_pub_port is not None and not 0 < cfg.net_pub_port < 65536:
+            raise ConfigError(f"--net-pub-port: {cfg.net_pub_port} is not a port number")
         cfg._check_interfaces()
         return cfg
 

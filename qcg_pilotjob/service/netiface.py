@@ -37,8 +37,9 @@ _log = logging.getLogger(__name__)
 class EventPublisher:
     """Publishes finished iterations and jobs; never blocks (drops if subscribers lag)."""
 
-    def __init__(self, host: str, port_min: int, port_max: int, keys: Optional[RunKeys] = None) -> None:
-        self.sock, self.address = bind_publisher(async_context(), host, None, port_min, port_max, keys)
+    def __init__(self, host: str, port_min: int, port_max: int, keys: Optional[RunKeys] = None,
+                 port: Optional[int] = None) -> None:
+        self.sock, self.address = bind_publisher(async_context(), host, port, port_min, port_max, keys)
 
     def publish(self, topic: str, data: Any) -> None:
         with contextlib.suppress(zmq.Again):

@@ -141,6 +141,9 @@ def partition_args(cfg: ServiceConfig, name: str, group: Sequence[Node], address
         args.append("--dry-run")
     if cfg.keep_task_children:
         args.append("--keep-task-children")
+    args += ["--nl-init-timeout", str(cfg.nl_init_timeout)]
+    if cfg.nl_ready_threshold is not None:
+        args += ["--nl-ready-threshold", str(cfg.nl_ready_threshold)]
     if launcher is not None:
         args += ["--launcher", launcher]
     return args

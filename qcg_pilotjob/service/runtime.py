@@ -42,8 +42,9 @@ from ..protocol.batch import BatchSender
 from ..protocol.heartbeat import LOST_AFTER_BEATS
 from ..protocol.messages import ShutdownMsg
 from ..protocol.transport import async_context, listen_host, start_authenticator
-from ..resources import Node, ResourcePool, local_nodes, parse_nodes_spec
-from ..slurm.allocation import SlurmAllocation, in_slurm_allocation, job_end_time
+from ..resources import Node, ResourcePool
+from ..slurm.allocation import SlurmAllocation
+from .allocation import find_nodes
 from .config import ServiceConfig
 from .logs import close_service_log, open_service_log
 from .netiface import EventPublisher, NetInterface
@@ -128,24 +129,10 @@ class Service:
         return path
 
     def _resources(self, cfg: ServiceConfig) -> None:
-        self.slurm: Optional[SlurmAllocation] = None
-        self.end_time: Optional[float] = None
-        begin, end = cfg.slurm_limit_nodes_range_begin, cfg.slurm_limit_nodes_range_end
-        if cfg.nodes is not None:
-            if begin is not None or end is not None:
-                raise ConfigError("--slurm-limit-nodes-range-begin/end: only for Slurm resources, not with --nodes")
-            self.nodes: List[Node] = parse_nodes_spec(cfg.nodes)
-        elif cfg.resources == "slurm" or (cfg.resources == "auto" and in_slurm_allocation()):
-            if not in_slurm_allocation():
-                raise ConfigError("--resources slurm: not inside a Slurm allocation "
-                                  "(SLURM_JOB_ID and SLURM_JOB_NODELIST are not set)")
-            self.slurm = SlurmAllocation.from_env(begin=begin, end=end)
-            self.nodes = self.slurm.nodes()
-            self.end_time = job_end_time(self.slurm.job_id)
-        else:
-            if begin is not None or end is not None:
-                raise ConfigError("--slurm-limit-nodes-range-begin/end: only inside a Slurm allocation")
-            self.nodes = local_nodes()
+        found = find_nodes(cfg)
+        self.nodes: List[Node] = found.nodes
+        self.slurm: Optional[SlurmAllocation] = found.slurm
+        self.end_time: Optional[float] = found.end_time
         if cfg.disable_nl and self.slurm is None:
             raise ConfigError("--disable-nl: only inside a Slurm allocation (it replaces the node agents by one "
                               "srun step per task)")
@@ -240,16 +227,20 @@ class Service:
         self.net = net
         stack.push_async_callback(net.close)
         stack.callback(_remove, os.path.join(self.aux_dir, "address"))  # nobody listens there any more
-        try:
-            publisher = EventPublisher(host, lo, hi, keys)
-        except zmq.ZMQError as exc:
-            raise StartupError(f"cannot open the status publisher: {exc}", 2) from None
-        stack.callback(publisher.close)
+        publisher: Optional[EventPublisher] = None
+        if not cfg.disable_pub:
+            try:
+                publisher = EventPublisher(host, lo, hi, keys, port=cfg.net_pub_port)
+            except zmq.ZMQError as exc:
+                raise StartupError(f"cannot open the status publisher (port {cfg.net_pub_port or 'range'}): {exc}",
+                                   2) from None
+            stack.callback(publisher.close)
         if keys is not None:
             save_aux_keys(self.aux_dir, keys)
             user_keys = save_user_keys(net.address, keys)
             stack.callback(_remove, user_keys)
-        self.front.attach_publisher(publisher.publish, net.address, publisher.address)
+        self.front.attach_publisher(publisher.publish if publisher else None, net.address,
+                                    publisher.address if publisher else None)
         if cfg.governor:
             self.hub = PartitionHub(self.front, BatchSender(net.sock, "partitions"), heartbeat=cfg.heartbeat,
                                     lost_after=LOST_AFTER_BEATS * cfg.heartbeat, on_change=self.changed.set)
@@ -259,7 +250,8 @@ class Service:
             if not cfg.slurm_partition_nodes:  # partitions started by hand register through it
                 self._write_address(net.address)
         net.start()
-        _log.info("network interface at %s, status events at %s", net.address, publisher.address)
+        _log.info("network interface at %s, status events at %s", net.address,
+                  publisher.address if publisher else "none (--disable-pub)")
 
     def _run_keys(self, stack: contextlib.AsyncExitStack) -> Optional[RunKeys]:
         """This run's CURVE keys and the authenticator that admits only their owner; None
@@ -310,7 +302,7 @@ class Service:
                               "keep_children": self.cfg.keep_task_children},
             dry_run=self.cfg.dry_run, launcher=self.launcher, deadline=self.end_time)
         try:
-            missing = await self.partition.prepare()
+            missing = await self.partition.prepare(self.cfg.nl_init_timeout, self.cfg.nl_ready_threshold)
         except ResourceError as exc:
             raise StartupError(str(exc), 1) from None
         stack.push_async_callback(self.partition.finish)
