@@ -1,0 +1,1 @@
+"""``qcg.pilotjob.executor_api.templates``: task templates."""
