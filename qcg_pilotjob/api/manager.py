@@ -1,9 +1,11 @@
 """Client API: ``Manager`` talks to a running service, ``LocalManager`` starts one first.
 
-Requests travel over one persistent ZMQ REQ socket (msgpack by default; ``cfg={"encoding":
-"json"}`` speaks QCG-PilotJob's JSON). ``wait4``/``wait4all`` listen to the service's
-status events and return as soon as the last awaited job ends; a status poll every
-``poll_delay`` seconds covers events lost in transit.
+Requests travel over one persistent ZMQ REQ socket. The first (``status``) is JSON, which
+every service reads; if the service says it speaks msgpack (ours do) the rest are msgpack,
+else JSON (a QCG-PilotJob 0.14 service). ``cfg={"encoding": "json"|"msgpack"}`` fixes it.
+``wait4``/``wait4all`` listen to the service's status events and return as soon as the
+last awaited job ends; a status poll every ``poll_delay`` seconds covers events lost in
+transit.
 """
 
 from __future__ import annotations
@@ -61,9 +63,14 @@ class Manager:
         self.poll_delay = float(cfg.get("poll_delay", self.DEFAULT_POLL_DELAY))
         timeout = cfg.get("request_timeout", 600)
         self._timeout_ms = None if timeout is None else int(float(timeout) * 1000)
-        self._encoding = cfg.get("encoding", "msgpack")
-        if self._encoding not in ("msgpack", "json"):
-            raise errors.WrongArgumentsError("cfg['encoding'] must be 'msgpack' or 'json'")
+        # "auto": the first request is JSON, which every service reads; msgpack from then on if
+        # the service says it speaks it (ours do; QCG-PilotJob 0.14's would stop on it)
+        self._encoding = cfg.get("encoding", "auto")
+        if self._encoding not in ("auto", "msgpack", "json"):
+            raise errors.WrongArgumentsError("cfg['encoding'] must be 'auto', 'msgpack' or 'json'")
+        self._negotiate = self._encoding == "auto"
+        if self._negotiate:
+            self._encoding = "json"
         self._ctx = sync_context()
         # the run's client keys: from the aux dir (LocalManager), the user's key directory
         # (found by address) or the environment (a task of the service)
@@ -86,6 +93,8 @@ class Manager:
     def _connect(self) -> None:
         self._sock = connect_requester(self._ctx, self._address, self._timeout_ms, self._keys)
         status = self.system_status().get("System", {})
+        if self._negotiate and "msgpack" in (status.get("Encodings") or ()):
+            self._encoding = "msgpack"
         pub = status.get("StatusPublisher")
         if pub:
             self._sub = connect_subscriber(self._ctx, pub, ("IFI", "JFI", "NOJ"), self._keys)

@@ -219,6 +219,7 @@ def status(front: Front) -> Dict[str, Any]:
             "StatusPublisher": front.publisher_address,
             "Ifaces": list(front.interfaces),
             "Partitions": sum(1 for link in front.links if link.live),
+            "Encodings": ["msgpack", "json"],  # (what a client may send; ours pick msgpack)
         },
         "Resources": {"TotalNodes": front.total_nodes, "TotalCores": total, "UsedCores": used,
                       "FreeCores": total - used},
