@@ -15,6 +15,7 @@ import msgpack
 import pytest
 import zmq
 
+from qcg_pilotjob.protocol.messages import PROTOCOL_VERSION
 from tests.conftest import secure_as_owner, service_cmd, submit, wait_for
 from tests.integration.governor_regression_helpers import (
     FINAL,
@@ -115,7 +116,7 @@ def test_regression_partition_registers_while_work_waits(tmp_path):
 
 
 # ---- 3. malformed partition messages ----------------------------------------------------------------
-def _batch(*msgs: List[Any], version: int = 1) -> bytes:
+def _batch(*msgs: List[Any], version: int = PROTOCOL_VERSION) -> bytes:
     return bytes(msgpack.packb([version, list(msgs)], use_bin_type=True))
 
 
@@ -145,11 +146,11 @@ class FakePartition:
         if not self.sock.poll(int(timeout * 1000)):
             raise AssertionError(f"nothing from the governor within {timeout}s")
         version, msgs = msgpack.unpackb(self.sock.recv(), raw=False, strict_map_key=False)
-        assert version == 1
+        assert version == PROTOCOL_VERSION
         return msgs
 
     def register(self) -> None:
-        self.send(_batch([7, "fake", 1, [{"name": "f", "cores": ["0"], "gpus": []}], "fake-host", 0]))
+        self.send(_batch([7, "fake", PROTOCOL_VERSION, [{"name": "f", "cores": ["0"], "gpus": []}], "fake-host", 0]))
         while True:
             registered = [m for m in self.receive() if m[0] == 8]
             if registered:
@@ -217,7 +218,8 @@ def test_regression_malformed_partition_messages_do_not_silence_the_governor(tmp
             ("an unknown task state", _batch(_events(["held", None, 99, now, None])), dropped),
             ("SCHEDULED, which a partition never reports", _batch(_events(["held", None, 2, now, None])), ignored),
             ("a RegisterMsg whose id is a list",
-             _batch([7, ["fake"], 1, [{"name": "f", "cores": ["0"], "gpus": []}], "fake-host", 0]), dropped),
+             _batch([7, ["fake"], PROTOCOL_VERSION, [{"name": "f", "cores": ["0"], "gpus": []}], "fake-host", 0]),
+             dropped),
             ("SUCCEED for a task on another partition", _batch(_events(["held", None, 4, now, {"exit_code": 0}])),
              ignored),
             ("truncated msgpack", truncated[:len(truncated) // 2], dropped),
