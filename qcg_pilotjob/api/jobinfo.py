@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from typing import Any, Dict, List, Optional
@@ -88,11 +89,12 @@ class JobInfo:
             info.name = job_data.get("jobName")
             info.status = job_data.get("status")
             info.messages = job_data.get("messages")
-            info.iterations = job_data.get("iterations")
+            # QCG-PilotJob 0.14's defaults for a job: no nodes, 0 cores, {} iterations, [] history
+            info.nodes, info.total_cores = {}, 0
+            info.iterations = job_data.get("iterations", {})
             info._runtime(job_data.get("runtime"))
             history = job_data.get("history")
-            if isinstance(history, str):
-                info.history = [line for line in history.split("\n") if line.strip()]
+            info.history = [line for line in history.split("\n") if line.strip()] if isinstance(history, str) else []
             childs = job_data.get("childs")
             if childs is not None:
                 info.childs = [JobInfo.from_child(str(info.name), c) for c in childs]
@@ -102,3 +104,7 @@ class JobInfo:
 
     def __repr__(self) -> str:
         return f"JobInfo(name={self.name!r}, status={self.status!r})"
+
+    def __str__(self) -> str:
+        """QCG-PilotJob's form: a JSON object of every attribute, each as text, by name."""
+        return json.dumps({attr: str(value) for attr, value in sorted(vars(self).items()) if not attr.startswith("_")})

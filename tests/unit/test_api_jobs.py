@@ -327,7 +327,7 @@ def test_jobinfo_from_job():
     assert info.iterations == {"start": 0, "stop": 2, "total": 2, "finished": 2, "failed": 1}
     assert info.history == ["2024-01-01 10:00:00.000001: QUEUED", "2024-01-01 10:00:00.5: EXECUTING",
                             "2024-01-01 10:00:03.25: FAILED"]
-    assert info.nodes is None and info.total_cores is None and info.time is None
+    assert info.nodes == {} and info.total_cores == 0 and info.time is None  # (QCG-PilotJob 0.14's defaults)
     assert [c.name for c in info.childs] == ["sweep:0", "sweep:1"]
     first, second = info.childs
     assert first.iteration == 0 and first.status == "SUCCEED"
@@ -352,7 +352,7 @@ def test_jobinfo_from_job_with_runtime_and_no_childs():
     assert info.total_cores == 4
     assert info.time == timedelta(minutes=1)
     assert info.exit_code is None
-    assert info.childs is None and info.iterations is None and info.iteration is None
+    assert info.childs is None and info.iterations == {} and info.iteration is None
     assert info.history == []
 
 
@@ -426,3 +426,12 @@ def test_wire_garbage_is_wire_error(data, encoding):
 ])
 def test_parse_address(given, expected):
     assert parse_address(given) == expected
+
+
+def test_regression_jobinfo_defaults_and_string_as_the_reference() -> None:
+    """JobInfo of a job that never ran had None where QCG-PilotJob 0.14 has {}, 0, {}, []."""
+    info = JobInfo.from_job({"jobName": "x", "status": "OMITTED"})
+    assert (info.nodes, info.total_cores, info.iterations, info.history) == ({}, 0, {}, [])
+    text = json.loads(str(info))
+    assert text["name"] == "x" and text["nodes"] == "{}" and text["total_cores"] == "0"
+    assert list(text) == sorted(text) and "childs" in text
