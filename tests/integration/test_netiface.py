@@ -20,7 +20,8 @@ RECV_MS = 10_000
 
 
 def wait_address(proc: subprocess.Popen, wd: str, timeout: float = 20.0) -> str:
-    """The address a service started in ``wd`` writes once it serves (a whole line)."""
+    """The address a service started in ``wd`` writes once it serves (the file appears whole:
+    written aside and renamed)."""
 
     def address() -> str:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
@@ -29,8 +30,8 @@ def wait_address(proc: subprocess.Popen, wd: str, timeout: float = 20.0) -> str:
             if entry.startswith(".qcgpjm-service-") and os.path.isfile(path):
                 with open(path) as fh:
                     text = fh.read()
-                if text.endswith("\n"):
-                    return text.strip()
+                if text:
+                    return text
         return ""
 
     return str(wait_for(address, timeout=timeout, what="the address file"))
