@@ -313,7 +313,8 @@ class Front(PartitionSide):
                 if self.report.enabled:
                     self.report.write(report_line(job, idx, self.report_format))
                 if self._publish is not None:
-                    self._publish("IFI", {"job": job.name, "it": job.iteration_of(idx), "state": state.name})
+                    self._publish("IFI", {"manager": self.instance_id, "job": job.name, "it": job.iteration_of(idx),
+                                          "state": state.name})
         waited = self.deps.iterations_waited(job.name)
         if waited:  # (only the iterations somebody waits for: not every one of the ranges)
             offset = job.index(waited[0]) - waited[0]
@@ -327,6 +328,8 @@ class Front(PartitionSide):
         self.job_counts[job.state] -= 1
         self.job_counts[state] += 1
         job.set_state(state, when)
+        if self._publish is not None:  # (QCG-PilotJob's job-status event; a few per job)
+            self._publish("JST", {"manager": self.instance_id, "job": job.name, "state": state.name})
 
     def _task_final(self, job: JobRecord, idx: int, state: JobState, when: float,
                     runtime: Optional[Dict[str, Any]], message: Optional[str], replay: bool = False) -> None:
@@ -360,7 +363,7 @@ class Front(PartitionSide):
                 self.report.write(report_line(job, idx, self.report_format))
         if job.iterative:
             if self._publish is not None and not replay:
-                self._publish("IFI", {"job": job.name, "it": it, "state": state.name})
+                self._publish("IFI", {"manager": self.instance_id, "job": job.name, "it": it, "state": state.name})
             job.tasks.retire(idx, job.submit_time, self.prune)  # (reported and journalled: into columns)
             self._released(self.deps.wake((job.name, it), state))
         if job.finished == job.total:
@@ -377,9 +380,9 @@ class Front(PartitionSide):
         self.active_jobs -= 1
         self.router.forget(job.name)
         if self._publish is not None and not replay:
-            self._publish("JFI", {"job": job.name, "state": final.name})
+            self._publish("JFI", {"manager": self.instance_id, "job": job.name, "state": final.name})
             if self.active_jobs == 0:
-                self._publish("NOJ", {})
+                self._publish("NOJ", {"manager": self.instance_id})
         if not replay and self.report.enabled:  # on replay the report already holds the job's line
             self.report.write(job_report_line(job, self.report_format))
         job.desc = job.desc.spent()  # (reported and journalled: what it ran is let go)

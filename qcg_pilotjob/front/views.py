@@ -9,8 +9,10 @@ as a list), so the two never disagree.
 from __future__ import annotations
 
 import datetime
+import getpass
 import json
 import json.encoder
+import os
 import socket
 import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
@@ -188,6 +190,13 @@ def resources(front: Front) -> Dict[str, int]:
     return {"total_nodes": front.total_nodes, "total_cores": total, "used_cores": used, "free_cores": total - used}
 
 
+def _account() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # (a uid with no passwd entry, as in some containers)
+        return str(os.getuid())
+
+
 def partition_stats(front: Front) -> List[Dict[str, Any]]:
     """Per partition: its state, tasks here (queued, running, ended) and cores in use per
     node as ``[used, total]`` (``status``'s ``PartitionStats``; the live view's)."""
@@ -217,7 +226,8 @@ def status(front: Front) -> Dict[str, Any]:
             "Uptime": str(datetime.timedelta(seconds=now - front.started)),
             "Zmqaddress": front.zmq_address,
             "StatusPublisher": front.publisher_address,
-            "Ifaces": list(front.interfaces),
+            "Ifaces": [name.upper() for name in front.interfaces],  # ("ZMQ", "FILE": QCG-PilotJob's names)
+            "Account": _account(),
             "Partitions": sum(1 for link in front.links if link.live),
             "Encodings": ["msgpack", "json"],  # (what a client may send; ours pick msgpack)
         },

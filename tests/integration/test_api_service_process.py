@@ -107,7 +107,7 @@ def test_aux_dir_address_and_status_addresses(local, tmp_path):
     assert system["Zmqaddress"] == address
     publisher = system["StatusPublisher"]
     assert publisher.startswith("tcp://") and publisher != address
-    assert "zmq" in system["Ifaces"]
+    assert "ZMQ" in system["Ifaces"] and system["Account"]
     manager.finish()
     with open(os.path.join(manager.aux_dir, "final_status")) as fh:
         final = json.load(fh)
