@@ -80,3 +80,38 @@ def test_job_is_an_application_controller(local, tmp_path):
     assert (tmp_path / "ctl2.out").read_text().strip() == "{'inner': 'SUCCEED'}"
     assert (tmp_path / "inner.txt").read_text() == "inner\n"
     assert manager.status("inner")["jobs"]["inner"]["data"]["status"] == "SUCCEED"
+
+
+def test_regression_events_as_the_reference_publishes_them(local):
+    """Status events lacked QCG-PilotJob's ``manager`` field and its ``JST`` topic."""
+    import json as _json
+    import time as _time
+
+    from qcg.pilotjob.api.job import Jobs
+    from qcg_pilotjob.protocol.transport import connect_subscriber, sync_context
+
+    manager = local()
+    system = manager.system_status()["System"]
+    sub = connect_subscriber(sync_context(), system["StatusPublisher"], ("JST", "JFI"), manager._keys)
+    try:
+        events = []
+        deadline = _time.monotonic() + 60
+        # a subscription reaches the publisher asynchronously: a job per try until one is heard
+        for attempt in range(100):
+            name = f"e{attempt}"
+            manager.submit(Jobs().add(name=name, exec="/bin/true"))
+            manager.wait4(name)
+            while sub.poll(300):
+                topic, _, data = sub.recv_string().partition(" ")
+                events.append((topic, _json.loads(data)))
+            if any(t == "JFI" for t, _ in events) or _time.monotonic() > deadline:
+                break
+        heard = {d["job"] for t, d in events if t == "JFI"}
+        assert heard, events
+        job = sorted(heard)[-1]
+        mine = [(t, d) for t, d in events if d["job"] == job]
+        assert all(d["manager"] == system["InstanceId"] for _, d in mine)
+        assert ("JST", "SUCCEED") in [(t, d["state"]) for t, d in mine]
+        assert ("JFI", "SUCCEED") in [(t, d["state"]) for t, d in mine]
+    finally:
+        sub.close(0)
