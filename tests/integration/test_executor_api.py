@@ -94,3 +94,24 @@ def test_template_errors_name_the_placeholder(tmp_path: Path) -> None:
                        stdout=str(tmp_path / "it.out"))
         assert ok.result(timeout=60) == {"with_it": "SUCCEED"}
     assert (tmp_path / "it.out").read_text() == "with_it\n"  # the service's variables pass through
+
+
+class _PoolShaped(QCGPJTemplate):
+    """The shape of template EasyVVUQ's QCGPJPool submits: an empty venv, no modules, the
+    default model and empty model options as defaults, parameters given as None."""
+
+    @staticmethod
+    def template() -> Tuple[str, Dict[str, Any]]:
+        return """{'name': '${name}', 'execution': {'exec': '${exec}', 'args': ${args}, 'stdout': '${stdout}',
+                   'stderr': '${stderr}', 'venv': '${venv}', 'modules': ${modules}, 'model': '${model}',
+                   'model_opts': ${model_opts}}}""", {
+            "args": [], "stdout": "stdout", "stderr": "stderr", "venv": "", "modules": [], "model": "default",
+            "model_opts": {}}
+
+
+def test_a_template_shaped_as_easyvvuqs_runs(tmp_path: Path) -> None:
+    with QCGPJExecutor(wd=str(tmp_path), resources="2") as ex:
+        future = ex.submit(_PoolShaped.template, None, exec="python3", name="run_1", args=["-c", "print(6 * 7)"],
+                           stdout=str(tmp_path / "out"), stderr=str(tmp_path / "err"))
+        assert future.result(timeout=60) == {"run_1": "SUCCEED"}, (tmp_path / "err").read_text()
+    assert (tmp_path / "out").read_text() == "42\n"
