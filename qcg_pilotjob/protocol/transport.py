@@ -139,12 +139,19 @@ def _bound(ctx: zmq.asyncio.Context, kind: int, host: str, port: Optional[int], 
     return sock, external_address(f"tcp://{host}:{bound}")
 
 
+#: milliseconds a server's queued replies get to leave when it is closed: the reply to
+#: ``finish`` is queued just before the shutdown closes the socket, and with no linger a busy
+#: machine dropped it (the client waited its whole timeout for an answer)
+CLOSE_LINGER_MS = 1000
+
+
 def close_server(sock: zmq.Socket[Any]) -> None:
-    """Close a server made here (and its watch of refused peers)."""
+    """Close a server made here (and its watch of refused peers), letting queued replies
+    leave for up to :data:`CLOSE_LINGER_MS`."""
     watch = _watches.pop(id(sock), None)
     if watch is not None:
         watch.close(sock)
-    sock.close(linger=0)
+    sock.close(linger=CLOSE_LINGER_MS)
 
 
 def bind_request_server(ctx: zmq.asyncio.Context, host: str = "*", port: Optional[int] = None,

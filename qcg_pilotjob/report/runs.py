@@ -217,6 +217,16 @@ class Run:
     def finished(self) -> bool:
         return self.service_finish is not None
 
+    def add_entries(self, entries: Iterable[Entry]) -> None:
+        """Take the entries of a report: tasks, and the counts of jobs with iterations."""
+        for task, iterations in entries:
+            if task.iteration is None:
+                self.job_states[task.name] = task.state
+            if iterations is not None:
+                self.jobs[task.name] = iterations
+            else:
+                self.tasks.append(task)
+
     def task(self, name: str) -> Optional[TaskRun]:
         for task in self.tasks:
             if task.name == name:
@@ -271,13 +281,7 @@ def load_run(path: str) -> Run:
     _read_status(run)
     try:
         with open(run.report_path, encoding="utf-8", errors="replace") as fh:
-            for task, iterations in parse_report(fh):
-                if task.iteration is None:
-                    run.job_states[task.name] = task.state
-                if iterations is not None:
-                    run.jobs[task.name] = iterations
-                else:
-                    run.tasks.append(task)
+            run.add_entries(parse_report(fh))
     except FileNotFoundError:
         if run.finished:
             raise RunError(f"{run.report_path}: no report (was the run's --report-format none?)") from None

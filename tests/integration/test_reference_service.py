@@ -7,7 +7,6 @@ elsewhere."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from pathlib import Path
@@ -15,25 +14,16 @@ from pathlib import Path
 import pytest
 
 from benchmarks import refenv
-from tests.conftest import wait_for
+from tests.conftest import need, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat, pytest.mark.timeout(300)]
-
-
-def _reference_python() -> str:
-    try:
-        return refenv.ensure()
-    except RuntimeError as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(str(exc), pytrace=False)
-        pytest.skip(str(exc))
 
 
 def test_our_manager_drives_a_reference_service(tmp_path: Path) -> None:
     from qcg.pilotjob.api.job import Jobs
     from qcg.pilotjob.api.manager import Manager
 
-    python = _reference_python()
+    python = need(refenv.ensure)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -54,13 +54,7 @@ ENTRIES = [
 def run_of(entries: List[dict], fmt: str = "json") -> Run:
     run = Run("/aux", "/aux/jobs.report")
     text = "".join(format_report(e, fmt) for e in entries)
-    for task, iterations in parse_report(text.splitlines(keepends=True)):
-        if task.iteration is None:
-            run.job_states[task.name] = task.state
-        if iterations is not None:
-            run.jobs[task.name] = iterations
-        else:
-            run.tasks.append(task)
+    run.add_entries(parse_report(text.splitlines(keepends=True)))
     run.service_start, run.service_finish = T0, T0 + 10
     run.core_ids = {"n0": ["0", "1"], "n1": ["0", "1"]}
     run.node_cores = {"n0": 2, "n1": 2}
