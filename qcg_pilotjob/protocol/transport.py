@@ -140,9 +140,19 @@ def _bound(ctx: zmq.asyncio.Context, kind: int, host: str, port: Optional[int], 
 
 
 #: milliseconds a server's queued replies get to leave when it is closed: the reply to
-#: ``finish`` is queued just before the shutdown closes the socket, and with no linger a busy
-#: machine dropped it (the client waited its whole timeout for an answer)
+#: ``finish`` is queued just before the shutdown closes the socket (see :func:`release`)
 CLOSE_LINGER_MS = 1000
+
+
+def release() -> None:
+    """End this process's ZMQ contexts, giving what is still queued :data:`CLOSE_LINGER_MS`
+    to leave (sockets left open are closed with that linger). Without it the process could
+    exit with its last messages (the reply to ``finish``) still queued: nothing waits for
+    ZMQ's I/O thread at exit, and a client waited its whole timeout for that reply."""
+    for cls in (zmq.asyncio.Context, zmq.Context):
+        ctx = getattr(cls, "_instance", None)
+        if ctx is not None and not ctx.closed:
+            ctx.destroy(linger=CLOSE_LINGER_MS)
 
 
 def close_server(sock: zmq.Socket[Any]) -> None:

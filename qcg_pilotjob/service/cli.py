@@ -125,15 +125,20 @@ def run(cfg: ServiceConfig) -> int:
 
     tune()
 
+    from ..protocol.transport import release
+
     try:
-        cfg = cfg.validate()
-        if cfg.parent is not None:
-            return run_partition(cfg)
-        service = Service(cfg)
-    except QCGError as exc:
-        sys.stderr.write(f"qcg-pm-service: error: {exc}\n")
-        return 2 if isinstance(exc, (ConfigError, ResourceError)) else 1
-    return service.run()
+        try:
+            cfg = cfg.validate()
+            if cfg.parent is not None:
+                return run_partition(cfg)
+            service = Service(cfg)
+        except QCGError as exc:
+            sys.stderr.write(f"qcg-pm-service: error: {exc}\n")
+            return 2 if isinstance(exc, (ConfigError, ResourceError)) else 1
+        return service.run()
+    finally:
+        release()  # (what is still queued leaves before the process exits)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
