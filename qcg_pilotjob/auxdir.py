@@ -19,10 +19,10 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from typing import List
+from typing import List, Optional
 
 __all__ = ["AUX_PREFIX", "PRIVATE_DIR_MODE", "PRIVATE_FILE_MODE", "aux_dir", "aux_dirs_below", "instance_of",
-           "make_private_dir", "open_private_fd"]
+           "make_private_dir", "newest_aux_dir", "open_private_fd"]
 
 AUX_PREFIX = ".qcgpjm-service-"
 PRIVATE_DIR_MODE = 0o700
@@ -48,6 +48,14 @@ def aux_dirs_below(wd: str) -> List[str]:
     except OSError:
         return []
     return [os.path.join(wd, n) for n in names if n.startswith(AUX_PREFIX)]
+
+
+def newest_aux_dir(wd: str, holding: Optional[str] = None) -> Optional[str]:
+    """Of the aux dirs below ``wd`` (that hold the file ``holding``), the one changed last:
+    by that file's time, or the directory's own without ``holding``; None if there is none."""
+    found = [(d, d if holding is None else os.path.join(d, holding)) for d in aux_dirs_below(wd)]
+    found = [(d, f) for d, f in found if holding is None or os.path.isfile(f)]
+    return max(found, key=lambda pair: os.path.getmtime(pair[1]))[0] if found else None
 
 
 def make_private_dir(path: str) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import click
 
-from ..auxdir import AUX_PREFIX, aux_dirs_below
+from ..auxdir import AUX_PREFIX, newest_aux_dir
 from .errors import QCGPJMAError
 from .manager import Manager
 from .top import CLEAR, TopView
@@ -39,9 +39,9 @@ def find_address(address: Optional[str], aux: Optional[str], wd: Optional[str]) 
         with open(path, encoding="utf-8") as fh:
             return fh.read().strip()
     base = wd or "."
-    cands = [c for c in (os.path.join(d, "address") for d in aux_dirs_below(base)) if os.path.isfile(c)]
-    if cands:
-        with open(max(cands, key=os.path.getmtime), encoding="utf-8") as fh:
+    newest = newest_aux_dir(base, "address")
+    if newest is not None:
+        with open(os.path.join(newest, "address"), encoding="utf-8") as fh:
             return fh.read().strip()
     env = os.environ.get(Manager.DEFAULT_ADDRESS_ENV)
     if env and wd is None:

@@ -15,12 +15,17 @@ from typing import Any, Dict, List, Optional
 
 from .errors import InternalError
 
-__all__ = ["JobInfo"]
+__all__ = ["JobInfo", "parse_allocation", "parse_rtime"]
 
 _RTIME = re.compile(r"^(?:(\d+) days?, )?(\d+):(\d+):(\d+(?:\.\d+)?)$")
 
 
-def _parse_rtime(text: str) -> Optional[timedelta]:
+def parse_rtime(text: str) -> Optional[timedelta]:
+    """``runtime.rtime`` text (``H:MM:SS.ffffff``, maybe ``N days, ``); None if not one.
+
+    >>> parse_rtime("1 day, 0:00:01.500000").total_seconds()
+    86401.5
+    """
     m = _RTIME.match(text.strip())
     if m is None:
         return None
@@ -28,7 +33,12 @@ def _parse_rtime(text: str) -> Optional[timedelta]:
     return timedelta(days=int(days or 0), hours=int(hours), minutes=int(minutes), seconds=float(seconds))
 
 
-def _parse_allocation(text: str) -> Dict[str, List[str]]:
+def parse_allocation(text: str) -> Dict[str, List[str]]:
+    """``n0[0:1],n1[3]`` as ``{node: [core ids]}`` (empty for a text of another shape).
+
+    >>> parse_allocation("n0[0:1],n1[3]")
+    {'n0': ['0', '1'], 'n1': ['3']}
+    """
     nodes: Dict[str, List[str]] = {}
     for m in re.finditer(r"([^,\[\]]+)\[([^\]]*)\]", text):
         nodes[m.group(1)] = [c for c in m.group(2).split(":") if c]
@@ -56,11 +66,11 @@ class JobInfo:
         if not runtime:
             return
         if "allocation" in runtime:
-            self.nodes = _parse_allocation(str(runtime["allocation"]))
+            self.nodes = parse_allocation(str(runtime["allocation"]))
             self.total_cores = sum(len(c) for c in self.nodes.values())
         self.wdir = runtime.get("wd")
         if "rtime" in runtime:
-            self.time = _parse_rtime(str(runtime["rtime"]))
+            self.time = parse_rtime(str(runtime["rtime"]))
         if runtime.get("exit_code") not in (None, ""):
             try:
                 self.exit_code = int(runtime["exit_code"])

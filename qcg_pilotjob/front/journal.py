@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..auxdir import AUX_PREFIX, aux_dirs_below
+from ..auxdir import AUX_PREFIX, newest_aux_dir
 from ..errors import ResumeError
 from ..jobdesc import JobDescription
 from .reports import LineWriter
@@ -82,9 +82,9 @@ def find_aux_dir(path: str) -> str:
     if os.path.isfile(os.path.join(path, JOURNAL_NAME)):
         return path
     if os.path.isdir(path):
-        cands = [c for c in aux_dirs_below(path) if os.path.isfile(os.path.join(c, JOURNAL_NAME))]
-        if cands:
-            return max(cands, key=lambda c: os.path.getmtime(os.path.join(c, JOURNAL_NAME)))
+        newest = newest_aux_dir(path, JOURNAL_NAME)
+        if newest is not None:
+            return newest
     raise ResumeError(
         f"Resume directory {path} not exists or is not valid QCG-PilotJob auxiliary directory "
         f"(no {JOURNAL_NAME} in it or in a {AUX_PREFIX}* directory below it)"

@@ -6,11 +6,6 @@ The report has one entry per finished task (a job without iterations, or one ite
 Entries are read as they are: a run still going has the tasks finished so far. A governor
 run's report is the governor's (one file for every partition); the partition of a task is
 the one whose nodes hold it.
-
->>> parse_allocation("n0[0:1],n1[3]")
-{'n0': ['0', '1'], 'n1': ['3']}
->>> parse_rtime("1 day, 0:00:01.500000")
-86401.5
 """
 
 from __future__ import annotations
@@ -22,18 +17,18 @@ import os
 import re
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from ..auxdir import AUX_PREFIX, aux_dirs_below
+from ..api.jobinfo import parse_allocation, parse_rtime
+from ..auxdir import AUX_PREFIX, newest_aux_dir
 from ..errors import QCGError
+from ..front.journal import JOURNAL_NAME
 from ..service.nodefile import NODES_FILE
 
-__all__ = ["Run", "RunError", "TaskRun", "load_run", "parse_allocation", "parse_report", "parse_rtime"]
+__all__ = ["Run", "RunError", "TaskRun", "load_run", "parse_report"]
 
 FINAL = ("SUCCEED", "FAILED", "CANCELED", "OMITTED")
 _HEAD = re.compile(r"^(?P<name>\S+) \((?P<state>[A-Z]+)\)(?: (?P<messages>.*))?$")
 _HISTORY = re.compile(r"^(?P<date>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?): (?P<state>[A-Z]+)$")
 _ITERATIONS = re.compile(r"^iterations: (\d+) total, (\d+) finished, (\d+) failed$")
-_RTIME = re.compile(r"^(?:(\d+) days?, )?(\d+):(\d\d):(\d\d(?:\.\d+)?)$")
-_PART = re.compile(r"([^,\[\]]+)\[([^\]]*)\]")
 
 
 class RunError(QCGError):
@@ -44,20 +39,6 @@ def parse_time(text: str) -> float:
     """A history date (local time, as the service writes it) as a POSIX time."""
     fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in text else "%Y-%m-%d %H:%M:%S"
     return datetime.datetime.strptime(text, fmt).timestamp()
-
-
-def parse_rtime(text: str) -> Optional[float]:
-    """``runtime.rtime`` (``H:MM:SS.ffffff``, maybe ``N days, ``) in seconds; None if not one."""
-    match = _RTIME.match(text.strip())
-    if not match:
-        return None
-    days, hours, minutes, seconds = match.groups()
-    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-
-
-def parse_allocation(text: str) -> Dict[str, List[str]]:
-    """``n0[0:1],n1[3]`` as ``{node: [core ids]}`` (empty for a text of another shape)."""
-    return {name.strip(): [c for c in cores.split(":") if c] for name, cores in _PART.findall(text)}
 
 
 class TaskRun:
@@ -118,7 +99,8 @@ def _apply(task: TaskRun, history: Iterable[Tuple[str, str]], runtime: Dict[str,
         if value is not None and str(value).lstrip("-").isdigit():
             setattr(task, key, int(value))
     if runtime.get("rtime") is not None:
-        task.rtime = parse_rtime(str(runtime["rtime"]))
+        rtime = parse_rtime(str(runtime["rtime"]))
+        task.rtime = rtime.total_seconds() if rtime is not None else None
 
 
 Entry = Tuple[TaskRun, Optional[Dict[str, int]]]
@@ -227,12 +209,6 @@ class Run:
             else:
                 self.tasks.append(task)
 
-    def task(self, name: str) -> Optional[TaskRun]:
-        for task in self.tasks:
-            if task.name == name:
-                return task
-        return None
-
 
 def find_aux_dir(path: str) -> str:
     """The aux dir of a run given its working dir or the aux dir itself (the newest, if the
@@ -242,14 +218,14 @@ def find_aux_dir(path: str) -> str:
         raise RunError(f"{path}: not a directory")
     if os.path.basename(os.path.normpath(path)).startswith(AUX_PREFIX):
         return path
-    found = aux_dirs_below(path)
-    if not found:
+    newest = newest_aux_dir(path)
+    if newest is None:
         raise RunError(f"{path}: no run here (no {AUX_PREFIX}* directory)")
-    return max(found, key=lambda d: os.stat(d).st_mtime)
+    return newest
 
 
 def _report_path(aux: str) -> str:
-    journal = os.path.join(aux, "journal.jsonl")
+    journal = os.path.join(aux, JOURNAL_NAME)
     try:
         with open(journal, encoding="utf-8") as fh:
             start = json.loads(fh.readline())
@@ -288,7 +264,7 @@ def load_run(path: str) -> Run:
     _read_nodes(run)
     if run.service_start is None:  # a run still going: its journal was made at its start
         with contextlib.suppress(OSError):
-            run.service_start = os.stat(os.path.join(aux, "journal.jsonl")).st_mtime
+            run.service_start = os.stat(os.path.join(aux, JOURNAL_NAME)).st_mtime
     return run
 
 
