@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .runs import FINAL, Run, TaskRun
 
@@ -151,6 +151,13 @@ def core_usage(run: Run) -> Dict[str, Dict[str, List[Interval]]]:
     return out
 
 
+def _cores(run: Run, usage: Dict[str, Dict[str, List[Interval]]]) -> Iterator[Tuple[str, List[str]]]:
+    """Each node (by name) with its core ids: the run's (``nodes.json``), then any other a
+    task used."""
+    for node in sorted(set(run.core_ids) | set(usage)):
+        yield node, list(dict.fromkeys(run.core_ids.get(node, []) + list(usage.get(node, {}))))
+
+
 def _busy(spans: Iterable[Interval], lo: float, hi: float) -> float:
     """Seconds of [lo, hi] covered by the union of ``spans`` (sorted by start)."""
     total, reach = 0.0, lo
@@ -174,12 +181,10 @@ def efficiency(run: Run, from_first_job: bool = False, until_last_job: bool = Fa
     if win is None:
         return {"window": None, "total_cores": 0, "used_cores": 0, "nodes": {}}
     lo, hi = win
-    all_nodes = sorted(set(run.core_ids) | set(usage))
-    used_total = avail_total = 0.0
+    used_total = avail_total = used_avail = 0.0
     used_cores = cores_total = 0
-    for node in all_nodes:
+    for node, core_ids in _cores(run, usage):
         per_core: Dict[str, Dict[str, float]] = {}
-        core_ids = list(dict.fromkeys(run.core_ids.get(node, []) + list(usage.get(node, {}))))
         node_used = node_avail = 0.0
         for core in core_ids:
             spans = usage.get(node, {}).get(core, [])
@@ -190,14 +195,14 @@ def efficiency(run: Run, from_first_job: bool = False, until_last_job: bool = Fa
                               "utilization": 100.0 * busy / avail if avail > 0 else 0.0}
             node_used, node_avail = node_used + busy, node_avail + avail
             used_cores += 1 if spans else 0
+            if busy > 0:  # (the cores that ran something in the window)
+                used_avail += avail
         cores_total += len(core_ids)
         nodes[node] = {"cores": per_core, "core_hours_used": node_used / 3600,
                        "core_hours_available": node_avail / 3600,
                        "utilization": 100.0 * node_used / node_avail if node_avail > 0 else 0.0,
                        "partition": run.partitions.get(node)}
         used_total, avail_total = used_total + node_used, avail_total + node_avail
-    used_avail = sum(c["busy"] + c["unused"] for n in nodes.values() for c in n["cores"].values()
-                     if c["busy"] > 0)
     return {"window": [lo, hi], "total_cores": cores_total, "used_cores": used_cores,
             "not_used_cores": cores_total - used_cores,
             "core_hours_used": used_total / 3600, "core_hours_available": avail_total / 3600,
@@ -229,8 +234,8 @@ def gaps(run: Run, min_gap: float = 0.0) -> Dict[str, Dict[str, List[Interval]]]
     lo, hi = win
     out: Dict[str, Dict[str, List[Interval]]] = {}
     usage = core_usage(run)
-    for node in sorted(set(usage) | set(run.core_ids)):
-        for core in dict.fromkeys(run.core_ids.get(node, []) + list(usage.get(node, {}))):
+    for node, core_ids in _cores(run, usage):
+        for core in core_ids:
             idle, reach = [], lo
             for a, b in usage.get(node, {}).get(core, []):
                 if a - reach > min_gap:
