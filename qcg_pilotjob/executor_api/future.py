@@ -76,21 +76,10 @@ class QCGPJFuture:
             return True
         return False
 
-    def _poll(self) -> bool:
-        with self._lock:
-            if self._called:
-                return True
-            try:
-                data = self.qcgpjm.status(self.ids)
-            except QCGPJMAError as exc:
-                self._settle(None, exc)
-                return True
-        return self._check(_states_of(data))
-
     # --- concurrent.futures.Future's methods -----------------------------------------------
     def done(self) -> bool:
         """Whether every task has ended (asks the service if not known yet)."""
-        return self._called or self._poll()
+        return self._called or self in _check_all([self])
 
     def running(self) -> bool:
         """Whether some task has not ended (QCG-PilotJob's meaning: not :meth:`done`)."""
