@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import IO, TYPE_CHECKING, Optional
 
+from ..api.top import eta_text
 from ..states import JobState
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class Progress:
         queued = t[JobState.QUEUED]
         elapsed = max(time.monotonic() - self._t0, 1e-6)
         rate = (done + failed) / elapsed
-        eta = "?" if rate <= 0 else _fmt(int((queued + running) / rate))
+        eta = "?" if rate <= 0 else eta_text(int((queued + running) / rate))
         text = (f"done {done}  failed {failed}  running {running}  queued {queued}  "
                 f"{rate:.1f} tasks/s  ETA {eta}")
         links = self.front.links
@@ -67,8 +68,3 @@ class Progress:
             self._handle = None
         self.show(final=True)
 
-
-def _fmt(seconds: int) -> str:
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
