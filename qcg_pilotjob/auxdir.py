@@ -22,7 +22,7 @@ import stat
 from typing import List, Optional
 
 __all__ = ["AUX_PREFIX", "PRIVATE_DIR_MODE", "PRIVATE_FILE_MODE", "aux_dir", "aux_dirs_below", "instance_of",
-           "make_private_dir", "newest_aux_dir", "open_private_fd"]
+           "make_private_dir", "newest_aux_dir", "open_private_fd", "write_private_file"]
 
 AUX_PREFIX = ".qcgpjm-service-"
 PRIVATE_DIR_MODE = 0o700
@@ -78,3 +78,22 @@ def open_private_fd(path: str, mode: str = "a") -> int:
         with contextlib.suppress(PermissionError):
             os.fchmod(fd, PRIVATE_FILE_MODE)
     return fd
+
+
+def write_private_file(path: str, data: bytes) -> None:
+    """Write ``path`` whole, 0600: into ``<path>.tmp``, then renamed over it, so a reader
+    sees the old content or the new, never a part (raises OSError; no ``.tmp`` is left)."""
+    tmp = path + ".tmp"
+    try:
+        fd = open_private_fd(tmp, "w")
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

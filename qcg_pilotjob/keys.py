@@ -29,7 +29,7 @@ from typing import Mapping, Optional
 
 import zmq
 
-from .auxdir import make_private_dir, open_private_fd
+from .auxdir import make_private_dir, write_private_file
 
 __all__ = ["AGENT_KEYS_ENV", "ENV", "KEYS_FILE", "RunKeys", "endpoint_file_name", "find_keys", "save_user_keys",
            "user_key_dir"]
@@ -81,12 +81,7 @@ def endpoint_file_name(address: str) -> str:
 
 def _write_private(path: str, text: str) -> None:
     """Write ``path`` whole (a new copy replaces the old), 0600."""
-    fd = open_private_fd(path + ".tmp", "w")
-    try:
-        os.write(fd, text.encode("ascii") + b"\n")
-    finally:
-        os.close(fd)
-    os.replace(path + ".tmp", path)
+    write_private_file(path, text.encode("ascii") + b"\n")
 
 
 def save_aux_keys(aux: str, keys: RunKeys) -> str:

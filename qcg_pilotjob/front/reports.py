@@ -16,13 +16,12 @@ What is still unwritten at :meth:`Flusher.close` is listed in :attr:`Flusher.los
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from ..auxdir import open_private_fd
+from ..auxdir import open_private_fd, write_private_file
 from .registry import format_rtime
 
 __all__ = ["FileImage", "Flusher", "LineWriter", "format_report"]
@@ -158,18 +157,9 @@ class FileImage:
     def flush(self) -> bool:
         if self._data is None:
             return True
-        tmp = self.path + ".tmp"
         try:
-            fd = open_private_fd(tmp, "w")
-            try:
-                view = memoryview(self._data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
+            write_private_file(self.path, self._data)
         except OSError as exc:
-            _unlink_quietly(tmp)
             self._state.failed(exc, len(self._data))
             return False
         self._data = None
@@ -178,11 +168,6 @@ class FileImage:
 
     def close(self) -> bool:
         return self.flush()
-
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 class Flusher:

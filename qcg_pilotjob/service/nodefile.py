@@ -12,7 +12,7 @@ import logging
 import os
 from typing import List, Optional, Sequence
 
-from ..auxdir import open_private_fd
+from ..auxdir import write_private_file
 from ..resources import Node
 
 __all__ = ["NODES_FILE", "partition_groups", "write_nodes"]
@@ -38,10 +38,6 @@ def write_nodes(aux_dir: str, nodes: Sequence[Node], partition_size: Optional[in
                        "partition": owner.get(n.name)} for n in nodes]}
     path = os.path.join(aux_dir, NODES_FILE)
     try:
-        fd = open_private_fd(path, "w")
-        try:
-            os.write(fd, (json.dumps(data) + "\n").encode())
-        finally:
-            os.close(fd)
+        write_private_file(path, (json.dumps(data) + "\n").encode())
     except OSError as exc:  # only the reports lose by it
         _log.warning("cannot write %s: %s", path, exc)

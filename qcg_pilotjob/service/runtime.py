@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional
 import zmq
 
 from .. import __version__
-from ..auxdir import aux_dir, instance_of, make_private_dir, open_private_fd
+from ..auxdir import aux_dir, instance_of, make_private_dir, write_private_file
 from ..errors import ConfigError, ResourceError
 from ..front.core import Front
 from ..front.hub import PartitionHub
@@ -464,14 +464,8 @@ class Service:
     # --- files -------------------------------------------------------------------------
     def _write_address(self, address: str) -> None:
         path = os.path.join(self.aux_dir, "address")
-        part = path + ".part"
-        try:  # the address alone, no newline (QCG-PilotJob's qcg-pm -p reads the file as it is);
-            fd = open_private_fd(part, "w")  # whole or absent: written aside, then renamed
-            try:
-                os.write(fd, address.encode())
-            finally:
-                os.close(fd)
-            os.replace(part, path)
+        try:  # the address alone, no newline (QCG-PilotJob's qcg-pm -p reads the file as it is), whole
+            write_private_file(path, address.encode())
         except OSError as exc:  # clients given the address otherwise still reach the service
             _log.warning("cannot write %s: %s", path, exc)
 

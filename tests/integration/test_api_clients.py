@@ -23,7 +23,7 @@ def test_manager_json_encoding_and_env_address(local, monkeypatch):
         address = fh.read()
     # the address as it is (regression: a trailing newline broke QCG-PilotJob's qcg-pm -p $(cat address))
     assert address == service._address
-    assert not os.path.exists(os.path.join(service.aux_dir, "address.part"))
+    assert not os.path.exists(os.path.join(service.aux_dir, "address.tmp"))
 
     client = Manager(address, cfg={"encoding": "json", "poll_delay": 60})
     try:

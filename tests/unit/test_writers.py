@@ -12,6 +12,7 @@ from typing import Any, List
 
 import pytest
 
+from qcg_pilotjob import auxdir
 from qcg_pilotjob.auxdir import make_private_dir, open_private_fd
 from qcg_pilotjob.front import reports
 from qcg_pilotjob.front.reports import FileImage, Flusher, LineWriter
@@ -148,14 +149,14 @@ def test_a_line_cut_by_a_kill_is_not_glued_to_the_next(tmp_path: Any) -> None:
 def test_file_image_is_kept_and_written_later(tmp_path: Any, monkeypatch: Any, caplog: Any) -> None:
     path = str(tmp_path / "final_status")
     failing = {"on": True}
-    real_open = reports.open_private_fd
+    real_open = auxdir.open_private_fd  # (FileImage writes through auxdir.write_private_file)
 
     def open_fd(p: str, mode: str = "a") -> int:
         if failing["on"]:
             raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), p)
         return real_open(p, mode)
 
-    monkeypatch.setattr(reports, "open_private_fd", open_fd)
+    monkeypatch.setattr(auxdir, "open_private_fd", open_fd)
     image = FileImage(path)
     assert image.set("{}\n") is False
     assert image.flush() is False
