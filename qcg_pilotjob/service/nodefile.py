@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from ..auxdir import write_private_file
 from ..resources import Node
@@ -22,18 +22,19 @@ NODES_FILE = "nodes.json"
 _log = logging.getLogger("qcg_pilotjob.service")
 
 
-def partition_groups(nodes: Sequence[Node], size: int) -> List[Sequence[Node]]:
-    """The nodes of each partition a governor starts: ``size`` consecutive nodes a partition."""
+def partition_groups(nodes: Sequence[Node], size: int) -> List[Tuple[str, Sequence[Node]]]:
+    """The name and the nodes of each partition a governor starts: ``size`` consecutive
+    nodes a partition, named ``partition-<i>``."""
     size = max(1, size)
-    return [nodes[i:i + size] for i in range(0, len(nodes), size)]
+    return [(f"partition-{i // size}", nodes[i:i + size]) for i in range(0, len(nodes), size)]
 
 
 def write_nodes(aux_dir: str, nodes: Sequence[Node], partition_size: Optional[int]) -> None:
     """``partition_size`` None: one partition in the service (no partition names)."""
     owner = {}
     if partition_size is not None:
-        for i, group in enumerate(partition_groups(nodes, partition_size)):
-            owner.update({node.name: f"partition-{i}" for node in group})
+        for name, group in partition_groups(nodes, partition_size):
+            owner.update({node.name: name for node in group})
     data = {"nodes": [{"name": n.name, "cores": list(n.core_ids), "gpus": list(n.gpu_ids),
                        "partition": owner.get(n.name)} for n in nodes]}
     path = os.path.join(aux_dir, NODES_FILE)

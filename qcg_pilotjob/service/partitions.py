@@ -156,10 +156,8 @@ def spawn_partitions(loop: asyncio.AbstractEventLoop, cfg: ServiceConfig, nodes:
     the group's first node when ``launcher`` is set (inside Slurm), else as local processes
     (the same command line splits virtual ``--nodes`` on a laptop)."""
     size = cfg.slurm_partition_nodes or 1
-    groups = partition_groups(nodes, size)
     children = []
-    for i, group in enumerate(groups):
-        name = f"partition-{i}"
+    for name, group in partition_groups(nodes, size):
         part_aux = os.path.join(aux, name)
         make_private_dir(part_aux)
         args = partition_args(cfg, name, group, address, wd, part_aux, launcher)
