@@ -312,9 +312,7 @@ class Front(PartitionSide):
             for idx in indexes(ranges):
                 if self.report.enabled:
                     self.report.write(report_line(job, idx, self.report_format))
-                if self._publish is not None:
-                    self._publish("IFI", {"manager": self.instance_id, "job": job.name, "it": job.iteration_of(idx),
-                                          "state": state.name})
+                self._announce("IFI", job=job.name, it=job.iteration_of(idx), state=state.name)
         waited = self.deps.iterations_waited(job.name)
         if waited:  # (only the iterations somebody waits for: not every one of the ranges)
             offset = job.index(waited[0]) - waited[0]
@@ -324,12 +322,18 @@ class Front(PartitionSide):
         if job.finished == job.total:
             self._job_final(job, when, replay)
 
-    def _job_state(self, job: JobRecord, state: JobState, when: float) -> None:
+    def _announce(self, topic: str, **data: Any) -> None:
+        """A status event, with the ``manager`` QCG-PilotJob's events carry (none without
+        a publisher)."""
+        if self._publish is not None:
+            self._publish(topic, {"manager": self.instance_id, **data})
+
+    def _job_state(self, job: JobRecord, state: JobState, when: float, replay: bool = False) -> None:
         self.job_counts[job.state] -= 1
         self.job_counts[state] += 1
         job.set_state(state, when)
-        if self._publish is not None:  # (QCG-PilotJob's job-status event; a few per job)
-            self._publish("JST", {"manager": self.instance_id, "job": job.name, "state": state.name})
+        if not replay:  # (QCG-PilotJob's job-status event; a few per job)
+            self._announce("JST", job=job.name, state=state.name)
 
     def _task_final(self, job: JobRecord, idx: int, state: JobState, when: float,
                     runtime: Optional[Dict[str, Any]], message: Optional[str], replay: bool = False) -> None:
@@ -362,8 +366,8 @@ class Front(PartitionSide):
             if job.iterative and self.report.enabled:
                 self.report.write(report_line(job, idx, self.report_format))
         if job.iterative:
-            if self._publish is not None and not replay:
-                self._publish("IFI", {"manager": self.instance_id, "job": job.name, "it": it, "state": state.name})
+            if not replay:
+                self._announce("IFI", job=job.name, it=it, state=state.name)
             job.tasks.retire(idx, job.submit_time, self.prune)  # (reported and journalled: into columns)
             self._released(self.deps.wake((job.name, it), state))
         if job.finished == job.total:
@@ -376,13 +380,13 @@ class Front(PartitionSide):
             job.add_message(job.tasks[0].message)
         elif final is JobState.FAILED and job.iterative:
             job.add_message(f"{job.failed} of {job.total} iterations did not succeed")
-        self._job_state(job, final, when)
+        self._job_state(job, final, when, replay)
         self.active_jobs -= 1
         self.router.forget(job.name)
-        if self._publish is not None and not replay:
-            self._publish("JFI", {"manager": self.instance_id, "job": job.name, "state": final.name})
+        if not replay:
+            self._announce("JFI", job=job.name, state=final.name)
             if self.active_jobs == 0:
-                self._publish("NOJ", {"manager": self.instance_id})
+                self._announce("NOJ")
         if not replay and self.report.enabled:  # on replay the report already holds the job's line
             self.report.write(job_report_line(job, self.report_format))
         job.desc = job.desc.spent()  # (reported and journalled: what it ran is let go)
