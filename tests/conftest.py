@@ -127,3 +127,28 @@ def need(what: Callable[[], Any]) -> Any:
         if in_ci():
             pytest.fail(str(exc), pytrace=False)
         pytest.skip(str(exc))
+
+
+def read_terminal(master: int, proc: Any, timeout: float) -> bytes:
+    """What ``proc`` wrote to the pseudo-terminal whose master side is ``master``, until it
+    closed the terminal or exited (or ``timeout`` seconds passed)."""
+    import errno
+    import select
+
+    chunks: List[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError as exc:  # EIO: the slave side is closed
+                if exc.errno != errno.EIO:
+                    raise
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    return b"".join(chunks)

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import pty
 import re
-import select
 import shutil
 import signal
 import subprocess
 import sys
-import time
 import tty
 from typing import Any, List
 
 import pytest
 
-from tests.conftest import FINISH, service_cmd, submit, wait_for
+from tests.conftest import FINISH, read_terminal, service_cmd, submit, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -337,22 +334,7 @@ def test_show_progress_live_line_on_a_terminal(tmp_path: Any) -> None:
                                 stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         os.close(slave)
         slave = -1
-        chunks: List[bytes] = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(master, 4096)
-                except OSError as exc:  # EIO: the slave side is closed
-                    if exc.errno != errno.EIO:
-                        raise
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
+        out = read_terminal(master, proc, 20).decode()
         rc = proc.wait(timeout=10)
         stderr = proc.stderr.read().decode() if proc.stderr else ""
         if proc.stderr:
@@ -362,7 +344,6 @@ def test_show_progress_live_line_on_a_terminal(tmp_path: Any) -> None:
         if slave >= 0:
             os.close(slave)
     assert rc == 0, stderr
-    out = b"".join(chunks).decode()
     assert "\r" in out
     assert "\r\x1b[2K" in out
     for word in PROGRESS_WORDS:

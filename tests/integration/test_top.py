@@ -8,16 +8,14 @@ import json
 import os
 import pty
 import re
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
 
-from tests.conftest import FINISH, service_cmd, submit, wait_for
+from tests.conftest import FINISH, read_terminal, service_cmd, submit, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -80,20 +78,7 @@ def test_top_shows_partitions_nodes_and_ends_with_the_service(governor: Any) -> 
     tty = subprocess.Popen([*QCG_PM, "--wd", str(wd), "--timeout", "5", "top", "--count", "2", "--interval", "0.1"],
                            stdout=slave, stderr=subprocess.PIPE)
     os.close(slave)
-    out = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 1.0)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the writer closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-        elif tty.poll() is not None:
-            break
+    out = read_terminal(master, tty, 30)
     os.close(master)
     assert tty.wait(timeout=30) == 0
     assert out.count(b"\x1b[H\x1b[2J") == 2 and b"tasks: queued" in out  # redrawn in place, twice
