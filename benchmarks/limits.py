@@ -22,28 +22,20 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
-import statistics
 import subprocess
 import sys
-import time
-from typing import Any, Callable, Dict, List
+from typing import Dict
 
 import msgpack
 import zmq
 import zmq.asyncio
 
-
-def _median(call: Callable[[], Any], times: int) -> float:
-    spent: List[float] = []
-    for _ in range(times):
-        t0 = time.perf_counter()
-        call()
-        spent.append(time.perf_counter() - t0)
-    return statistics.median(spent)
+from .api_driver import median_ms
 
 
 def _interpreter(code: str, times: int) -> float:
-    return _median(lambda: subprocess.run([sys.executable, "-c", code], check=True), times)
+    """Seconds."""
+    return median_ms(lambda: subprocess.run([sys.executable, "-c", code], check=True), times) / 1000
 
 
 def _echo_server(address: str, public: bytes, secret: bytes) -> None:
@@ -76,7 +68,7 @@ def _round_trip(times: int) -> float:
     try:
         sock.send(request)
         sock.recv()  # (the connection and its handshake are not timed)
-        return _median(lambda: (sock.send(request), sock.recv()), times)
+        return median_ms(lambda: (sock.send(request), sock.recv()), times)
     finally:
         sock.close(0)
         ctx.term()
@@ -86,13 +78,13 @@ def _round_trip(times: int) -> float:
 
 def _spawn_wait(times: int) -> float:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-    return _median(lambda: os.waitpid(os.posix_spawn("/bin/true", ["/bin/true"], env), 0), times)
+    return median_ms(lambda: os.waitpid(os.posix_spawn("/bin/true", ["/bin/true"], env), 0), times)
 
 
 def _decode_list(jobs: int, times: int) -> float:
     reply = {"code": 0, "data": {"length": jobs, "jobs": {f"j{i}": {"status": "SUCCEED"} for i in range(jobs)}}}
     raw = msgpack.packb(reply, use_bin_type=True)
-    return _median(lambda: msgpack.unpackb(raw, raw=False, strict_map_key=False), times)
+    return median_ms(lambda: msgpack.unpackb(raw, raw=False, strict_map_key=False), times)
 
 
 def measure(quick: bool = False) -> Dict[str, float]:
@@ -100,9 +92,9 @@ def measure(quick: bool = False) -> Dict[str, float]:
     return {
         "python_s": _interpreter("pass", k),
         "imports_s": _interpreter("import asyncio, zmq, msgpack, click, psutil", k),
-        "round_trip_ms": _round_trip(50 if quick else 2000) * 1000,
-        "spawn_wait_ms": _spawn_wait(20 if quick else 500) * 1000,
-        "decode_list_ms": _decode_list(10_000, 3 if quick else 30) * 1000,
+        "round_trip_ms": _round_trip(50 if quick else 2000),
+        "spawn_wait_ms": _spawn_wait(20 if quick else 500),
+        "decode_list_ms": _decode_list(10_000, 3 if quick else 30),
     }
 
 
