@@ -14,6 +14,7 @@ proportional to the nodes it touches, not to the size of the pool.
 from __future__ import annotations
 
 import bisect
+import json
 import os
 import socket
 from dataclasses import dataclass, field
@@ -326,8 +327,6 @@ def read_resources_file(path: str) -> Tuple[str, List[Node]]:
     """``--slurm-resources-file``: QCG-PilotJob's resources JSON (``Resources.to_dict``:
     ``{"type": "LOCAL"|"SLURM", "nodes": [{"name", "total_cores", "core_ids", "crs"}]}``,
     GPUs as a ``GPU`` entry of ``crs`` with their ``ids``). Returns the type and the nodes."""
-    import json
-
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)

@@ -191,8 +191,7 @@ class Run:
         self.service_finish: Optional[float] = None  # None: still going (or killed)
         self.total_cores: Optional[int] = None
         self.total_nodes: Optional[int] = None
-        self.node_cores: Dict[str, int] = {}         # cores per node, where known
-        self.core_ids: Dict[str, List[str]] = {}     # their ids, where known
+        self.core_ids: Dict[str, List[str]] = {}     # the core ids of each node, where known
         self.partitions: Dict[str, str] = {}         # node -> partition (governor runs)
 
     @property
@@ -274,13 +273,12 @@ def _read_nodes(run: Run) -> None:
             nodes = json.load(fh)["nodes"]
         for node in nodes:
             run.core_ids[str(node["name"])] = [str(c) for c in node["cores"]]
-            run.node_cores[str(node["name"])] = len(node["cores"])
             if node.get("partition"):
                 run.partitions[str(node["name"])] = str(node["partition"])
     except (OSError, ValueError, KeyError, TypeError):
         pass  # a run of an older version, or partitions that registered by hand
-    if run.total_cores is None and run.node_cores:
-        run.total_cores, run.total_nodes = sum(run.node_cores.values()), len(run.node_cores)
+    if run.total_cores is None and run.core_ids:
+        run.total_cores, run.total_nodes = sum(map(len, run.core_ids.values())), len(run.core_ids)
     if run.partitions:
         for task in run.tasks:
             first = next(iter(task.nodes), None)

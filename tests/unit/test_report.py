@@ -57,7 +57,6 @@ def run_of(entries: List[dict], fmt: str = "json") -> Run:
     run.add_entries(parse_report(text.splitlines(keepends=True)))
     run.service_start, run.service_finish = T0, T0 + 10
     run.core_ids = {"n0": ["0", "1"], "n1": ["0", "1"]}
-    run.node_cores = {"n0": 2, "n1": 2}
     run.total_cores, run.total_nodes = 4, 2
     return run
 
