@@ -21,7 +21,7 @@ CPUs than Slurm said, positions wrap around (with one warning). The mask is set 
 agent's own thread just before the fork, so the task starts bound, with no extra exec.
 
 What a task leaves behind when its main process exits is ended as by a local executor
-(:class:`~..partition.executor.Leftovers`: SIGTERM to its group at once, SIGKILL after
+(:class:`~..partition.leftovers.Leftovers`: SIGTERM to its group at once, SIGKILL after
 ``--kill-grace``, a ``/proc`` sweep for processes with the task's mark), unless
 ``--keep-task-children``.
 """
@@ -44,7 +44,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..gctune import tune
 from ..keys import AGENT_KEYS_ENV, RunKeys
 from ..partition.environment import TASK_MARK
-from ..partition.executor import Leftovers
+from ..partition.leftovers import Leftovers
 from ..protocol.batch import BatchSender
 from ..protocol.codec import DecodeError, decode_batch
 from ..protocol.heartbeat import LOST_AFTER_BEATS, HeartbeatWatcher

@@ -11,9 +11,9 @@ from typing import List, Tuple
 import pytest
 
 from qcg_pilotjob.jobdesc import JobDescription
-from qcg_pilotjob.partition import executor as executor_mod
+from qcg_pilotjob.partition import leftovers as leftovers_mod
 from qcg_pilotjob.partition.environment import TASK_MARK, build_plan, leftover_marks, mark_in, scan_marked
-from qcg_pilotjob.partition.executor import Leftovers
+from qcg_pilotjob.partition.leftovers import Leftovers
 from qcg_pilotjob.resources import ResourcePool, parse_nodes_spec
 from qcg_pilotjob.service.config import ServiceConfig
 from qcg_pilotjob.service.partitions import partition_args
@@ -88,12 +88,12 @@ def test_sweep_is_throttled_and_only_after_a_task_ended():
     assert loop.at == []
     left.ended(0, "r:1")
     left.ended(0, "r:2")  # one sweep for both
-    assert [w for w, _ in loop.at] == [100.0 + executor_mod.SWEEP_DELAY]
+    assert [w for w, _ in loop.at] == [100.0 + leftovers_mod.SWEEP_DELAY]
     left.sweep()
     assert scans == [1] and left.running == set() and left.runs == {"r"}
     loop.now = 100.5
     left.ended(0, "r:3")  # the next one no sooner than SWEEP_EVERY after the last
-    assert loop.at[-1][0] == 100.0 + executor_mod.SWEEP_EVERY
+    assert loop.at[-1][0] == 100.0 + leftovers_mod.SWEEP_EVERY
     left.close()  # a sweep that was due runs at once
     assert scans == [1, 1]
 
@@ -120,7 +120,7 @@ def test_group_kill_spares_a_new_process_with_the_leaders_pid(monkeypatch):
     """The leader was reaped: if a process has its pid now, the task's group ended and the
     number is not SIGKILLed; if none has it, what is left of the group is."""
     killed: List[int] = []
-    monkeypatch.setattr(executor_mod.os, "killpg", lambda pgid, sig: killed.append(pgid))
+    monkeypatch.setattr(leftovers_mod.os, "killpg", lambda pgid, sig: killed.append(pgid))
     live = subprocess.Popen(["sleep", "30"], start_new_session=True)
     gone = subprocess.Popen(["true"], start_new_session=True)
     gone.wait()
