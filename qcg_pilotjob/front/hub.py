@@ -165,8 +165,20 @@ class PartitionHub:
         self.front.lose_link(link, f"partition {link.name} lost: {why}")
         self.on_change()
 
+    def exited(self, name: str, returncode: Optional[int]) -> None:
+        """A partition's process ended (noticed by whoever started it).
+
+        Exit code 0 means it stopped in order: its last task events and its StoppedMsg were
+        sent before it exited and may still be on their way; they settle the link, in order
+        (declaring it lost now would drop them and FAIL tasks it reported ended). Should they
+        never come, the heartbeat watcher declares it lost. Any other end: lost at once."""
+        if returncode == 0:
+            _log.debug("partition %s exited with code 0; its stop report settles it", name)
+            return
+        self.lose(name, f"partition {name} lost: its process exited with code {returncode}")
+
     def lose(self, name: str, reason: str) -> None:
-        """A partition's process ended (noticed by whoever started it): lost at once."""
+        """A partition is gone for good: lost at once."""
         for identity, link in self.links.items():
             if link.name == name and link.live:
                 self.watcher.forget(identity)

@@ -314,8 +314,7 @@ class Service:
 
     def _partition_exited(self, child: PartitionProcess) -> None:
         if self.hub is not None:
-            # no need to wait for missed heartbeats: the process is gone
-            self.hub.lose(child.name, f"partition {child.name} lost: its process exited with code {child.returncode}")
+            self.hub.exited(child.name, child.returncode)
         self.changed.set()
 
     def _record_start(self) -> None:

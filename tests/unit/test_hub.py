@@ -25,6 +25,7 @@ from qcg_pilotjob.protocol.messages import (
     NodeLostMsg,
     RegisteredMsg,
     RegisterMsg,
+    StoppedMsg,
     TaskEvent,
     TaskEventsMsg,
 )
@@ -228,3 +229,39 @@ def test_stopper_called_before_tasks_fail(env: Env) -> None:
     assert rec.message == "partition p0 lost: its process exited with code -9; ended: 1 running task(s)"
 
 
+
+
+def test_regression_clean_exit_seen_before_stop_report(env: Env) -> None:
+    """At the end of a governor run a partition's exit (code 0) was sometimes noticed before
+    its last frame was read: the link was declared lost, its final task events were dropped
+    and final_status counted 6 of 8 cores. A clean exit now waits for that frame."""
+    env.register(b"a", "p0")
+    env.register(b"b", "p1")
+    env.submit({"name": "j", "execution": {"exec": "/bin/true"}})
+    env.hub.flush()
+    placed = env.front.jobs["j"].tasks.partition(0)
+    ident = b"a" if placed == env.link("p0").index else b"b"
+    name = env.front.links[placed].name
+    env.frame(ident, TaskEventsMsg([TaskEvent("j", None, int(JobState.EXECUTING), 1.0)], 1))
+    env.front.begin_stop()
+    env.hub.exited(name, 0)  # the process is gone; its frame is still on the way
+    assert env.front.links[placed].live and env.front.total_cores == 4
+    env.frame(ident, TaskEventsMsg([TaskEvent("j", None, int(JobState.CANCELED), 2.0, {"message": "stopped"})], 0),
+              StoppedMsg())
+    link = env.front.links[placed]
+    assert link.stopped and not link.lost
+    assert env.front.jobs["j"].tasks[0].state is JobState.CANCELED
+    assert env.front.total_cores == 4
+    # any other end is a loss at once
+    other_name = next(lk.name for lk in env.front.links if lk.index != placed)
+    env.hub.exited(other_name, -9)
+    assert env.link(other_name).lost and env.front.total_cores == 2
+
+
+def test_clean_exit_without_stop_report_lost_by_heartbeat(env: Env) -> None:
+    env.register(b"a", "p0")
+    env.hub.exited("p0", 0)
+    assert env.link("p0").live
+    env.clock.now += 10
+    env.hub.watcher.tick()
+    assert env.link("p0").lost
