@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 from bisect import bisect_left, insort
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..jobdesc import JobDescription
 from ..states import JobState
+from ..variables import substitute
 from .ranges import IntervalMap, Range, cut
 from .retired import Retired
 
@@ -286,7 +288,7 @@ class JobRecord:
 
     __slots__ = (
         "cancel_requested", "deps_pending", "desc", "failed", "finished", "history", "iter_pending",
-        "messages", "name", "seq", "state", "submit_time", "tasks",
+        "messages", "name", "pname", "seq", "state", "submit_time", "tasks",
     )
 
     def __init__(self, desc: JobDescription, submit_time: float, seq: int) -> None:
@@ -298,6 +300,9 @@ class JobRecord:
         self.history: List[Tuple[float, JobState]] = [(submit_time, JobState.QUEUED)]
         self.messages: List[str] = []
         self.tasks = TaskTable(desc.total_iterations)
+        # the name of the process it starts, as QCG-PilotJob reports it (runtime ``pname``)
+        ex = desc.execution
+        self.pname = "bash" if ex.script is not None else os.path.basename(ex.exec or "")
         self.finished = 0  # tasks in a final state
         self.failed = 0    # tasks final but not SUCCEED
         self.deps_pending = 0
@@ -355,8 +360,9 @@ class JobRecord:
             self.messages.append(message)
 
     # --- views -------------------------------------------------------------------------
-    @staticmethod
-    def runtime_view(rec: TaskRecord) -> Optional[Dict[str, str]]:
+    def runtime_view(self, rec: TaskRecord, it: Optional[int]) -> Optional[Dict[str, str]]:
+        """A task's ``runtime`` as text; an ended one's also names its process (``pname``:
+        ``bash`` for a script, else the program's base name, with ``${it}`` replaced)."""
         if rec.runtime is None:
             return None
         out: Dict[str, str] = {}
@@ -365,6 +371,9 @@ class JobRecord:
                 out[key] = format_rtime(float(val))
             else:
                 out[key] = str(val)
+        if "exit_code" in out:
+            pname = self.pname
+            out["pname"] = substitute(pname, {"it": str(it)}) if "$" in pname and it is not None else pname
         return out
 
     def iterations_view(self) -> Dict[str, int]:

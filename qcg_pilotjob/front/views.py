@@ -41,12 +41,12 @@ def history_list(history: History) -> List[Dict[str, str]]:
     return [{"state": s.name, "date": format_time(t)} for t, s in history]
 
 
-def task_fields(rec: TaskRecord, submit_time: float, history: Callable[[History], Any],
+def task_fields(job: JobRecord, rec: TaskRecord, it: Optional[int], history: Callable[[History], Any],
                 message: Optional[str] = None) -> Dict[str, Any]:
-    """``history``, ``runtime`` and ``messages`` of one task (``message``: the one to show
-    if the task has none of its own)."""
-    out: Dict[str, Any] = {"history": history(rec.history_entries(submit_time))}
-    runtime = JobRecord.runtime_view(rec)
+    """``history``, ``runtime`` and ``messages`` of one task of ``job`` (iteration ``it``;
+    ``message``: the one to show if the task has none of its own)."""
+    out: Dict[str, Any] = {"history": history(rec.history_entries(job.submit_time))}
+    runtime = job.runtime_view(rec, it)
     if runtime:
         out["runtime"] = runtime
     msg = rec.message or message
@@ -63,19 +63,19 @@ def job_info(job: JobRecord, it: Optional[int], name: str, with_childs: bool) ->
     """The ``jobInfo`` data of a job (``it`` None) or of one of its iterations."""
     if it is not None:
         rec = job.tasks.view(job.index(it))
-        return {"jobName": name, "status": rec.state.name, **task_fields(rec, job.submit_time, history_text)}
+        return {"jobName": name, "status": rec.state.name, **task_fields(job, rec, it, history_text)}
     data: Dict[str, Any] = {"jobName": name, "status": job.state.name}
     if not job.iterative:
-        data.update(task_fields(job.tasks.view(0), job.submit_time, history_text, _job_messages(job)))
+        data.update(task_fields(job, job.tasks.view(0), None, history_text, _job_messages(job)))
         return data
     data["iterations"] = job.iterations_view()
     data["history"] = history_text(job.history)
     if with_childs:
         childs = []
         for idx in range(job.total):
-            rec = job.tasks.view(idx)
-            child: Dict[str, Any] = {"iteration": job.iteration_of(idx), "state": rec.state.name}
-            fields = task_fields(rec, job.submit_time, history_text)
+            rec, child_it = job.tasks.view(idx), job.iteration_of(idx)
+            child: Dict[str, Any] = {"iteration": child_it, "state": rec.state.name}
+            fields = task_fields(job, rec, child_it, history_text)
             del fields["history"]
             child.update(fields)
             childs.append(child)
@@ -89,9 +89,9 @@ def job_info(job: JobRecord, it: Optional[int], name: str, with_childs: bool) ->
 def report_entry(job: JobRecord, idx: Optional[int]) -> Dict[str, Any]:
     """The report record of a finished iteration (``idx``) or of a finished job (None)."""
     if idx is not None:
-        rec = job.tasks.view(idx)
-        return {"name": f"{job.name}:{job.iteration_of(idx)}", "state": rec.state.name,
-                **_with_runtime(task_fields(rec, job.submit_time, history_list))}
+        rec, it = job.tasks.view(idx), job.iteration_of(idx)
+        return {"name": f"{job.name}:{it}", "state": rec.state.name,
+                **_with_runtime(task_fields(job, rec, it, history_list))}
     entry: Dict[str, Any] = {"name": job.name, "state": job.state.name}
     if job.iterative:
         entry["history"] = history_list(job.history)
@@ -101,7 +101,7 @@ def report_entry(job: JobRecord, idx: Optional[int]) -> Dict[str, Any]:
         if msgs:
             entry["messages"] = msgs
     else:
-        entry.update(_with_runtime(task_fields(job.tasks.view(0), job.submit_time, history_list)))
+        entry.update(_with_runtime(task_fields(job, job.tasks.view(0), None, history_list)))
         msgs = _job_messages(job)
         if msgs:  # a job's own messages first (they include its task's)
             entry["messages"] = msgs
@@ -126,20 +126,21 @@ def report_line(job: JobRecord, idx: int, fmt: str) -> str:
     runs once per iteration; ``tests/unit/test_report_lines.py`` compares the two)."""
     if fmt != "json":
         return format_report(report_entry(job, idx), fmt)
-    rec = job.tasks.view(idx)
-    parts = _task_json(f"{job.name}:{job.iteration_of(idx)}", rec.state, rec, job.submit_time)
+    rec, it = job.tasks.view(idx), job.iteration_of(idx)
+    parts = _task_json(f"{job.name}:{it}", rec.state, job, rec, it)
     if rec.message:
         parts.append(f',"messages":{_text(rec.message)}')
     parts.append("}\n")
     return "".join(parts)
 
 
-def _task_json(name: str, state: JobState, rec: TaskRecord, submit_time: float) -> List[str]:
+def _task_json(name: str, state: JobState, job: JobRecord, rec: TaskRecord, it: Optional[int]) -> List[str]:
     """The start of a report line in JSON: name, state, the task's history and runtime."""
+    entries = rec.history_entries(job.submit_time)
     parts = [f'{{"name":{_text(name)},"state":"{state.name}","history":[',
-             ",".join(f'{{"state":"{s.name}","date":"{format_time(t)}"}}' for t, s in rec.history_entries(submit_time)),
+             ",".join(f'{{"state":"{s.name}","date":"{format_time(t)}"}}' for t, s in entries),
              "]"]
-    runtime = JobRecord.runtime_view(rec)
+    runtime = job.runtime_view(rec, it)
     parts.append(',"runtime":{')  # ({} for a task that never ran, as QCG-PilotJob writes: its tools need the key)
     if runtime:
         parts.append(",".join(f"{_text(key)}:{_text(val)}" for key, val in runtime.items()))
@@ -154,7 +155,7 @@ def job_report_line(job: JobRecord, fmt: str) -> str:
     if fmt != "json" or job.iterative:
         return format_report(report_entry(job, None), fmt)
     rec = job.tasks.view(0)
-    parts = _task_json(job.name, job.state, rec, job.submit_time)
+    parts = _task_json(job.name, job.state, job, rec, None)
     messages = _job_messages(job) or rec.message
     if messages:
         parts.append(f',"messages":{_text(messages)}')
@@ -175,13 +176,22 @@ _LIVE = frozenset(state for state in JobState if not state.is_final)
 
 
 def job_list(jobs: Dict[str, JobRecord]) -> Dict[str, Any]:
+    """``listJobs``: each job's state and messages; a job none of whose tasks started yet
+    also gets ``inQueue``, its place (0 first) among those jobs in submit order."""
     out: Dict[str, Any] = {}
-    plain, live = _PLAIN_ENTRY, _LIVE
+    plain, live, queued = _PLAIN_ENTRY, _LIVE, JobState.QUEUED
+    waiting = 0
     for name, job in jobs.items():
         state = job.state
         message = "; ".join(job.messages) if job.messages else (
             job.tasks.message(0) if state in live and job.desc.iteration is None else None)
-        out[name] = {"status": state.name, "messages": message} if message else plain[state]
+        if state is queued:
+            entry: Dict[str, Any] = {"status": "QUEUED", "messages": message} if message else {"status": "QUEUED"}
+            entry["inQueue"] = waiting
+            waiting += 1
+            out[name] = entry
+        else:
+            out[name] = {"status": state.name, "messages": message} if message else plain[state]
     return {"length": len(out), "jobs": out}
 
 

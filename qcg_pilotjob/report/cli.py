@@ -110,7 +110,7 @@ def _task_text(task: TaskRun) -> str:
         if when is not None:
             lines.append(f"\t{label}: {_when(when)}")
     for label, value in (("nodes", _nodes_text(task)), ("rtime", task.rtime), ("exit_code", task.exit_code),
-                         ("pid", task.pid), ("wd", task.wd), ("partition", task.partition)):
+                         ("pid", task.pid), ("pname", task.pname), ("wd", task.wd), ("partition", task.partition)):
         if value not in (None, ""):
             lines.append(f"\t{label}: {value}")
     return "\n".join(lines) + "\n"
@@ -141,7 +141,8 @@ def _details(task: TaskRun) -> str:
     state = task.state if task.state == "SUCCEED" else f"{task.state} ({code})"
     rows = [("run-time (s)", runtime), ("in queue (s)", waited), ("queued", _when(task.queued)),
             ("start", _when(task.started)), ("finish", _when(task.finished)), ("nodes", _nodes_text(task) or None),
-            ("process id", task.pid), ("working dir", task.wd), ("partition", task.partition), ("state", state)]
+            ("process id", task.pid), ("process name", task.pname), ("working dir", task.wd),
+            ("partition", task.partition), ("state", state)]
     if task.messages:
         rows.append(("messages", task.messages))
     rows += [("history" if i == 0 else "", f"{date}: {state}") for i, (date, state) in enumerate(task.history)]

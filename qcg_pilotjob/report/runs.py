@@ -45,10 +45,10 @@ class TaskRun:
     """One finished task: a job without iterations or one iteration."""
 
     __slots__ = ("exit_code", "finished", "history", "iteration", "job", "messages", "name", "nodes", "partition",
-                 "pid", "queued", "rtime", "started", "state", "wd")
+                 "pid", "pname", "queued", "rtime", "started", "state", "wd")
     #: the order :meth:`as_dict` gives the fields in
     FIELDS = ("name", "job", "iteration", "state", "queued", "started", "finished", "rtime", "nodes", "wd", "pid",
-              "exit_code", "messages", "partition", "history")
+              "pname", "exit_code", "messages", "partition", "history")
 
     def __init__(self, name: str, state: str) -> None:
         self.name = name
@@ -63,6 +63,7 @@ class TaskRun:
         self.nodes: Dict[str, List[str]] = {}
         self.wd: Optional[str] = None
         self.pid: Optional[int] = None
+        self.pname: Optional[str] = None       # the process's name (QCG-PilotJob's runtime pname)
         self.exit_code: Optional[int] = None
         self.messages: Optional[str] = None
         self.partition: Optional[str] = None
@@ -94,6 +95,8 @@ def _apply(task: TaskRun, history: Iterable[Tuple[str, str]], runtime: Dict[str,
         task.nodes = parse_allocation(str(runtime["allocation"]))
     if runtime.get("wd") is not None:
         task.wd = str(runtime["wd"])
+    if runtime.get("pname") is not None:
+        task.pname = str(runtime["pname"])
     for key in ("pid", "exit_code"):
         value = runtime.get(key)
         if value is not None and str(value).lstrip("-").isdigit():

@@ -59,7 +59,7 @@ def test_submit_ok_and_dispatch(h: Harness) -> None:
     assert h.dispatched() == [("a", None), ("b", [(0, 3)])]
     assert h.status("a") == "QUEUED"
     assert h.req("listJobs") == {"code": 0, "data": {"length": 2, "jobs": {
-        "a": {"status": "QUEUED"}, "b": {"status": "QUEUED"}}}}
+        "a": {"status": "QUEUED", "inQueue": 0}, "b": {"status": "QUEUED", "inQueue": 1}}}}
 
 
 def test_dispatch_carries_iteration_start(h: Harness) -> None:

@@ -59,9 +59,30 @@ def test_job_info_of_finished_job(h: Harness) -> None:
     info = h.info("a")
     assert info["status"] == "SUCCEED"
     assert info["runtime"] == {"allocation": "n0[0]", "wd": "/w", "pid": "12", "exit_code": "0",
-                               "rtime": "0:00:01.500000"}
+                               "rtime": "0:00:01.500000", "pname": "true"}
     assert [line.split(": ")[-1] for line in info["history"].strip().split("\n")] == \
         ["QUEUED", "SCHEDULED", "EXECUTING", "SUCCEED"]
+
+
+def test_pname_names_the_process_as_qcg_pilotjob_does(h: Harness) -> None:
+    """``runtime.pname`` (read by QCG-PilotJob's qcg-pm-processes): the program's base
+    name, ``bash`` for a script, per iteration with ``${it}`` replaced; only once ended."""
+    h.submit(job("s", execution={"script": "echo hi"}),
+             job("per", iterations=2, execution={"exec": "/opt/bin/model_${it}", "args": ["x"]}))
+    h.event("s", None, JobState.EXECUTING, used=1, data={"allocation": "n0[0]", "wd": "/w", "pid": 5})
+    assert "pname" not in h.info("s")["runtime"]
+    h.ran("s", None, JobState.SUCCEED, data={"exit_code": 0, "rtime": 0.1})
+    assert h.info("s")["runtime"]["pname"] == "bash"
+    h.ran("per", 1, JobState.SUCCEED, data={"exit_code": 0, "rtime": 0.1})
+    assert h.info("per:1")["runtime"]["pname"] == "model_1"
+
+
+def test_list_jobs_in_queue_counts_jobs_not_started(h: Harness) -> None:
+    h.submit(job("a"), job("b"), job("c", iterations=2))
+    h.event("a", None, JobState.EXECUTING, used=1, data={"allocation": "n0[0]", "pid": 7})
+    jobs = h.req("listJobs")["data"]["jobs"]
+    assert jobs["a"] == {"status": "EXECUTING"}
+    assert (jobs["b"]["inQueue"], jobs["c"]["inQueue"]) == (0, 1)
 
 
 def test_job_info_of_iterative_job(h: Harness) -> None:

@@ -32,7 +32,7 @@ def entry(name: str, state: str, start: float, end: float, alloc: str, code: int
                        {"date": format_time(T0 + start), "state": "EXECUTING"},
                        {"date": format_time(T0 + end), "state": state}],
            "runtime": {"allocation": alloc, "wd": "/w", "pid": "42", "exit_code": str(code),
-                       "rtime": str(__import__("datetime").timedelta(seconds=end - start))}}
+                       "rtime": str(__import__("datetime").timedelta(seconds=end - start)), "pname": "model"}}
     if message:
         out["messages"] = message
     return out
@@ -68,7 +68,8 @@ def test_both_report_formats_read_the_same(fmt: str) -> None:
     assert run.jobs == {"a": {"start": 0, "stop": 2, "total": 2, "finished": 2, "failed": 0}} if fmt == "json" else \
         run.jobs == {"a": {"total": 2, "finished": 2, "failed": 0}}
     c = run.tasks[2]
-    assert (c.job, c.iteration, c.state, c.exit_code, c.pid, c.wd) == ("c", None, "FAILED", 3, 42, "/w")
+    assert (c.job, c.iteration, c.state, c.exit_code, c.pid, c.pname, c.wd) == ("c", None, "FAILED", 3, 42, "model",
+                                                                                "/w")
     assert c.nodes == {"n0": ["1"], "n1": ["0"]} and c.cores == 2
     assert c.started == pytest.approx(T0 + 2, abs=1e-5) and c.finished == pytest.approx(T0 + 6, abs=1e-5)
     assert c.rtime == pytest.approx(4.0) and c.messages == "exit code 3"
