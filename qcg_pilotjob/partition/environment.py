@@ -187,6 +187,8 @@ def _add_slurm_env(env: Dict[str, str], nnodes: int, *, nodelist: str, ncores: s
         "SLURM_NTASKS_PER_NODE": tpn,
         "SLURM_STEP_TASKS_PER_NODE": tpn,
         "SLURM_TASKS_PER_NODE": tpn,
+        "SLURM_JOB_CPUS_PER_NODE": tpn,  # (a comma list is valid Slurm syntax: "2,2,1" as "2(x2),1")
+        "SLURM_OVERLAP": "1",            # a task's own srun steps may share the cores of running steps
     })
     if hostfile:
         env["SLURM_HOSTFILE"] = hostfile
@@ -236,12 +238,18 @@ def _command_line(ex: Execution, values: Mapping[str, str], root_wd: str) -> Tup
     return ["bash", "-l", "-c", " && ".join(prelude) + ' && exec "$@"', "bash", *command], venv
 
 
-def _wrap_mpi(ex: Execution, argv: List[str], alloc: Allocation, env: Dict[str, str], hostfile: str) -> List[str]:
+def _wrap_mpi(ex: Execution, argv: List[str], alloc: Allocation, env: Dict[str, str], hostfile: str,
+              base_env: Mapping[str, str]) -> List[str]:
     """Start ``argv`` with the job's MPI model; ``env`` is set up for srun."""
     env["SLURM_HOSTFILE"] = hostfile
     # srun reads these as options; the per-node comma list of the QCG schema is not its format
     for var in ("SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_STEP_TASKS_PER_NODE"):
         env.pop(var, None)
+    # and this one describes the whole allocation to srun: the real one, not the task's share
+    if "SLURM_JOB_CPUS_PER_NODE" in base_env:
+        env["SLURM_JOB_CPUS_PER_NODE"] = base_env["SLURM_JOB_CPUS_PER_NODE"]
+    else:
+        env.pop("SLURM_JOB_CPUS_PER_NODE", None)
     return wrap_model(ex.model, argv, alloc, hostfile, ex.model_opts)
 
 
@@ -275,7 +283,7 @@ def build_plan(desc: JobDescription, iteration: Optional[int], alloc: Allocation
     argv, venv = _command_line(ex, values, root_wd)
     if mpi:
         assert hostfile is not None
-        argv = _wrap_mpi(ex, argv, alloc, env, hostfile)
+        argv = _wrap_mpi(ex, argv, alloc, env, hostfile, base_env)
     return LaunchPlan(
         argv=argv,
         wd=wd,

@@ -77,7 +77,8 @@ def test_slurm_environment_schema(run_service, tmp_path):
         "SLURM_NNODES": "2", "SLURM_NODELIST": "a,b", "SLURM_NPROCS": "3", "SLURM_NTASKS": "3",
         "SLURM_JOB_NODELIST": "a,b", "SLURM_JOB_NUM_NODES": "2", "SLURM_STEP_NODELIST": "a,b",
         "SLURM_STEP_NUM_NODES": "2", "SLURM_STEP_NUM_TASKS": "3", "SLURM_NTASKS_PER_NODE": "2,1",
-        "SLURM_STEP_TASKS_PER_NODE": "2,1", "SLURM_TASKS_PER_NODE": "2,1",
+        "SLURM_STEP_TASKS_PER_NODE": "2,1", "SLURM_TASKS_PER_NODE": "2,1", "SLURM_JOB_CPUS_PER_NODE": "2,1",
+        "SLURM_OVERLAP": "1",
     }
     for key, val in expected.items():
         assert env.get(key) == val, key

@@ -241,7 +241,7 @@ def _check_task_env(env: Dict[str, str], alloc: Dict[str, List[int]], name: str)
         "SLURM_NTASKS": str(ncores), "SLURM_JOB_NODELIST": ",".join(nodes), "SLURM_JOB_NUM_NODES": str(len(nodes)),
         "SLURM_STEP_NODELIST": ",".join(nodes), "SLURM_STEP_NUM_NODES": str(len(nodes)),
         "SLURM_STEP_NUM_TASKS": str(ncores), "SLURM_NTASKS_PER_NODE": tpn, "SLURM_STEP_TASKS_PER_NODE": tpn,
-        "SLURM_TASKS_PER_NODE": tpn,
+        "SLURM_TASKS_PER_NODE": tpn, "SLURM_JOB_CPUS_PER_NODE": tpn, "SLURM_OVERLAP": "1",
         "QCG_PM_NNODES": str(len(nodes)), "QCG_PM_NODELIST": ",".join(nodes), "QCG_PM_NPROCS": str(ncores),
         "QCG_PM_NTASKS": str(ncores), "QCG_PM_TASKS_PER_NODE": tpn, "QCG_PM_JOB_NAME": name,
     }

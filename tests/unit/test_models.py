@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from qcg_pilotjob.jobdesc import JobDescription
 from qcg_pilotjob.partition.environment import build_plan
 from qcg_pilotjob.partition.models import wrap_model
@@ -14,10 +16,10 @@ def _alloc(spec: str = "n1:2,n2:2", cores: int = 4):
     return alloc
 
 
-def _plan(execution: dict, launch: str, cores: int = 4):
+def _plan(execution: dict, launch: str, cores: int = 4, base_env: Optional[dict] = None):
     desc = JobDescription.from_dict({"name": "j", "execution": execution, "resources": {"numCores": cores}})
-    return build_plan(desc, None, _alloc(cores=cores), root_wd="/w", base_env={}, step_id="1", env_schema="slurm",
-                      zmq_address=None, hostfile_dir="/h", launch=launch)
+    return build_plan(desc, None, _alloc(cores=cores), root_wd="/w", base_env=base_env or {}, step_id="1",
+                      env_schema="slurm", zmq_address=None, hostfile_dir="/h", launch=launch)
 
 
 def test_srunmpi_uses_the_hostfile_not_a_node_list() -> None:
@@ -42,6 +44,16 @@ def test_mpi_model_wrapped_only_inside_slurm() -> None:
     assert slurm.env["SLURM_HOSTFILE"] == slurm.hostfile
     # srun reads this as its own option; the QCG per-node list "2,2" is not its format
     assert "SLURM_NTASKS_PER_NODE" not in slurm.env
+    assert "SLURM_JOB_CPUS_PER_NODE" not in slurm.env and slurm.env["SLURM_OVERLAP"] == "1"
+
+
+def test_slurm_schema_job_cpus_per_node_and_overlap() -> None:
+    """QCG-PilotJob's slurm schema also sets SLURM_JOB_CPUS_PER_NODE (the task's cores per
+    node) and SLURM_OVERLAP=1; an MPI model's srun sees the allocation's real value."""
+    plain = _plan({"exec": "app"}, "agents", base_env={"SLURM_JOB_CPUS_PER_NODE": "8(x4)"})
+    assert (plain.env["SLURM_JOB_CPUS_PER_NODE"], plain.env["SLURM_OVERLAP"]) == ("2,2", "1")
+    mpi = _plan({"exec": "app", "model": "srunmpi"}, "agents", base_env={"SLURM_JOB_CPUS_PER_NODE": "8(x4)"})
+    assert mpi.env["SLURM_JOB_CPUS_PER_NODE"] == "8(x4)"
 
 
 def test_threads_model_binds_openmp_threads_under_agents() -> None:
