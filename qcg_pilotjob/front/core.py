@@ -79,6 +79,8 @@ class Front(PartitionSide):
         self.zmq_address: Optional[str] = None
         self.publisher_address: Optional[str] = None
         self._publish: Optional[Publish] = None
+        # publish IST (an iteration's state: a few events per task) only while someone subscribes to it
+        self.iteration_events = False
         self.interfaces: List[str] = []
 
     # ==== control ==============================================================================
@@ -312,6 +314,8 @@ class Front(PartitionSide):
             for idx in indexes(ranges):
                 if self.report.enabled:
                     self.report.write(report_line(job, idx, self.report_format))
+                if self.iteration_events:
+                    self._announce("IST", job=job.name, it=job.iteration_of(idx), state=state.name)
                 self._announce("IFI", job=job.name, it=job.iteration_of(idx), state=state.name)
         waited = self.deps.iterations_waited(job.name)
         if waited:  # (only the iterations somebody waits for: not every one of the ranges)
@@ -367,6 +371,8 @@ class Front(PartitionSide):
                 self.report.write(report_line(job, idx, self.report_format))
         if job.iterative:
             if not replay:
+                if self.iteration_events:
+                    self._announce("IST", job=job.name, it=it, state=state.name)
                 self._announce("IFI", job=job.name, it=it, state=state.name)
             job.tasks.retire(idx, job.submit_time, self.prune)  # (reported and journalled: into columns)
             self._released(self.deps.wake((job.name, it), state))

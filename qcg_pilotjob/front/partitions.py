@@ -42,6 +42,7 @@ class PartitionSide:
     journal: Journal
     invalid_events: int
     on_change: Callable[[], None]
+    iteration_events: bool
 
     # the front's state machine (defined in Front)
     def _route(self) -> None:
@@ -51,6 +52,9 @@ class PartitionSide:
         raise NotImplementedError
 
     def _job_state(self, job: JobRecord, state: JobState, when: float) -> None:
+        raise NotImplementedError
+
+    def _announce(self, topic: str, **data: Any) -> None:
         raise NotImplementedError
 
     def _task_final(self, job: JobRecord, idx: int, state: JobState, when: float,
@@ -236,5 +240,7 @@ class PartitionSide:
         rec.runtime = {k: data[k] for k in _STARTED if k in data}
         if "pid" in data:  # lets a resume stop processes a killed service left behind
             self.journal.record("run", j=job.name, i=it, p=data["pid"], w=when)
+        if it is not None and self.iteration_events:
+            self._announce("IST", job=job.name, it=it, state="EXECUTING")
         if job.state is JobState.QUEUED:
             self._job_state(job, JobState.EXECUTING, when)

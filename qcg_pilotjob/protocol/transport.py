@@ -176,9 +176,10 @@ def bind_request_server(ctx: zmq.asyncio.Context, host: str = "*", port: Optiona
 def bind_publisher(ctx: zmq.asyncio.Context, host: str = "*", port: Optional[int] = None,
                    port_min: int = 2222, port_max: int = 9999, keys: Optional[RunKeys] = None
                    ) -> Tuple[zmq.asyncio.Socket, str]:
-    """A PUB socket for status events; returns it and its external address. Close it with
-    :func:`close_server`."""
-    return _bound(ctx, zmq.PUB, host, port, port_min, port_max, keys, "event publisher")
+    """An XPUB socket for status events (a PUB that also reads its subscribers' topics, so
+    that events nobody subscribed to need not be made); returns it and its external
+    address. Close it with :func:`close_server`."""
+    return _bound(ctx, zmq.XPUB, host, port, port_min, port_max, keys, "event publisher")
 
 
 def connect_requester(ctx: zmq.Context[Any], address: str, timeout_ms: Optional[int] = None,

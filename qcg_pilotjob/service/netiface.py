@@ -5,9 +5,11 @@ or JSON, handled by the front synchronously and answered in the request's encodi
 Undecodable frames get an error reply and are logged at WARNING with the peer's identity;
 the service keeps serving.
 
-Events go out on a PUB socket as QCG-PilotJob formats them, ``"<TOPIC> <json>"``:
-``IFI`` (an iteration finished), ``JFI`` (a job finished), ``NOJ`` (no unfinished jobs
-remain), with ``{"job", "it", "state"}`` data.
+Events go out on an XPUB socket as QCG-PilotJob formats them, ``"<TOPIC> <json>"``:
+``JST`` (a job's state), ``IST`` (an iteration's state), ``IFI`` (an iteration finished),
+``JFI`` (a job finished), ``NOJ`` (no unfinished jobs remain), with ``{"manager", "job",
+"it", "state"}`` data. ``IST`` is a few events per task, so it is made only while some
+subscriber's topic covers it; XPUB tells which topics are subscribed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Set
 
 import zmq
 
@@ -29,23 +31,77 @@ if TYPE_CHECKING:
     from ..front.core import Front
     from ..keys import RunKeys
 
-__all__ = ["EventPublisher", "NetInterface"]
+__all__ = ["EventPublisher", "NetInterface", "Subscriptions"]
 
 _log = logging.getLogger(__name__)
 
 
+class Subscriptions:
+    """The topics subscribers hold, from XPUB's subscription messages (``\\x01topic`` to
+    subscribe, ``\\x00topic`` to unsubscribe; XPUB passes on the first subscriber of a topic
+    and the last one leaving). ``covers(topic)`` says whether an event would reach anyone.
+
+    >>> subs = Subscriptions()
+    >>> subs.update(b"\\x01IFI"), subs.covers("IST")
+    (True, False)
+    >>> subs.update(b"\\x01I"), subs.covers("IST")
+    (True, True)
+    >>> subs.update(b"\\x00I"), subs.update(b"junk"), subs.covers("IST")
+    (True, False, False)
+    """
+
+    def __init__(self) -> None:
+        self.topics: Set[bytes] = set()
+
+    def update(self, frame: bytes) -> bool:
+        """Apply one subscription message; False for anything else (ignored)."""
+        if not frame or frame[0] not in (0, 1):
+            return False
+        if frame[0] == 1:
+            self.topics.add(frame[1:])
+        else:
+            self.topics.discard(frame[1:])
+        return True
+
+    def covers(self, topic: str) -> bool:
+        """True if some subscribed prefix matches some ``"<topic> <json>"`` event."""
+        event = f"{topic} ".encode()
+        return any(event.startswith(t) or t.startswith(event) for t in self.topics)
+
+
 class EventPublisher:
-    """Publishes finished iterations and jobs; never blocks (drops if subscribers lag)."""
+    """Publishes status events; never blocks (drops if subscribers lag). ``on_topics`` is
+    called with :attr:`subscriptions` whenever they change."""
 
     def __init__(self, host: str, port_min: int, port_max: int, keys: Optional[RunKeys] = None,
-                 port: Optional[int] = None) -> None:
+                 port: Optional[int] = None, on_topics: Optional[Callable[[Subscriptions], None]] = None) -> None:
         self.sock, self.address = bind_publisher(async_context(), host, port, port_min, port_max, keys)
+        self.subscriptions = Subscriptions()
+        self.on_topics = on_topics
+        self._task: Optional[asyncio.Task[None]] = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._read_subscriptions())
+
+    async def _read_subscriptions(self) -> None:
+        while True:
+            try:
+                frame = await self.sock.recv()
+            except zmq.ZMQError as exc:  # (closed under us: the service ends)
+                _log.debug("event publisher: %s", exc)
+                return
+            if not self.subscriptions.update(frame):
+                _log.warning("event publisher: a %d-byte message that is no subscription dropped", len(frame))
+            elif self.on_topics is not None:
+                self.on_topics(self.subscriptions)
 
     def publish(self, topic: str, data: Any) -> None:
         with contextlib.suppress(zmq.Again):
             self.sock.send_string(f"{topic} {json.dumps(data)}", flags=zmq.NOBLOCK)
 
     def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
         close_server(self.sock)
 
 

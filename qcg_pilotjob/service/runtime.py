@@ -47,7 +47,7 @@ from ..slurm.allocation import SlurmAllocation
 from .allocation import find_nodes
 from .config import ServiceConfig
 from .logs import close_service_log, open_service_log
-from .netiface import EventPublisher, NetInterface
+from .netiface import EventPublisher, NetInterface, Subscriptions
 from .nodefile import write_nodes
 from .partitions import PartitionProcess, spawn_partitions, stopper_for
 from .progress import Progress
@@ -230,10 +230,12 @@ class Service:
         publisher: Optional[EventPublisher] = None
         if not cfg.disable_pub:
             try:
-                publisher = EventPublisher(host, lo, hi, keys, port=cfg.net_pub_port)
+                publisher = EventPublisher(host, lo, hi, keys, port=cfg.net_pub_port,
+                                           on_topics=self._subscriptions_changed)
             except zmq.ZMQError as exc:
                 raise StartupError(f"cannot open the status publisher (port {cfg.net_pub_port or 'range'}): {exc}",
                                    2) from None
+            publisher.start()
             stack.callback(publisher.close)
         if keys is not None:
             save_aux_keys(self.aux_dir, keys)
@@ -311,6 +313,9 @@ class Service:
                              f"those nodes are left out\n")
         link = front.add_link("partition-0", ResourcePool([n.fresh() for n in self.partition.pool.nodes]), to_partition)
         link.node_usage = self.partition.pool.node_usage
+
+    def _subscriptions_changed(self, subs: Subscriptions) -> None:
+        self.front.iteration_events = subs.covers("IST")
 
     def _partition_exited(self, child: PartitionProcess) -> None:
         if self.hub is not None:

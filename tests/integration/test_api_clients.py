@@ -115,3 +115,36 @@ def test_regression_events_as_the_reference_publishes_them(local):
         assert ("JFI", "SUCCEED") in [(t, d["state"]) for t, d in mine]
     finally:
         sub.close(0)
+
+
+def test_iteration_status_events_reach_a_subscriber(local):
+    """IST events, made only once the XPUB publisher has seen a subscription that covers
+    them, reach that subscriber: an iteration's EXECUTING and final state."""
+    import json as _json
+    import time as _time
+
+    from qcg.pilotjob.api.job import Jobs
+    from qcg_pilotjob.protocol.transport import connect_subscriber, sync_context
+
+    manager = local()
+    system = manager.system_status()["System"]
+    sub = connect_subscriber(sync_context(), system["StatusPublisher"], ("IST",), manager._keys)
+    try:
+        events = []
+        deadline = _time.monotonic() + 60
+        for attempt in range(100):  # the subscription reaches the service asynchronously
+            name = f"it{attempt}"
+            manager.submit(Jobs().add(name=name, exec="/bin/true", iteration=2))
+            manager.wait4(name)
+            while sub.poll(300):
+                topic, _, data = sub.recv_string().partition(" ")
+                events.append((topic, _json.loads(data)))
+            # (a job that ran while the subscription was on its way may be heard in part)
+            if sum(1 for _, d in events if d["job"] == name) == 4 or _time.monotonic() > deadline:
+                break
+        assert events and {t for t, _ in events} == {"IST"}
+        seen = sorted((d["it"], d["state"]) for _, d in events if d["job"] == name)
+        assert seen == [(0, "EXECUTING"), (0, "SUCCEED"), (1, "EXECUTING"), (1, "SUCCEED")]
+        assert all(d["manager"] == system["InstanceId"] for _, d in events)
+    finally:
+        sub.close(0)

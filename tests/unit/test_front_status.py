@@ -150,3 +150,20 @@ def test_full_status_counts(h: Harness) -> None:
     assert data["IterationStats"] == {"TotalIterations": 5, "InScheduleIterations": 1,
                                       "ExecutingIterations": 1, "FinishedIterations": 1,
                                       "FailedIterations": 1, "CanceledIterations": 0, "OmittedIterations": 1}
+
+
+def test_iteration_status_events_only_while_subscribed(h: Harness) -> None:
+    """IST (QCG-PilotJob's iteration-state event) is made only while a subscriber's topic
+    covers it; JST, IFI, JFI and NOJ always, each with the ``manager`` field."""
+    published: List[tuple] = []
+    h.front.attach_publisher(lambda topic, data: published.append((topic, data)), "tcp://x:1", "tcp://x:2")
+    h.submit(job("it", iterations=2))
+    h.ran("it", 0, JobState.SUCCEED)
+    assert [t for t, _ in published if t == "IST"] == []
+    h.front.iteration_events = True
+    h.ran("it", 1, JobState.FAILED)
+    ist = [(d["it"], d["state"]) for t, d in published if t == "IST"]
+    assert ist == [(1, "EXECUTING"), (1, "FAILED")]
+    topics = [t for t, _ in published]
+    assert topics.count("IFI") == 2 and topics[-2:] == ["JFI", "NOJ"] and "JST" in topics
+    assert all(d["manager"] == h.front.instance_id for _, d in published)
