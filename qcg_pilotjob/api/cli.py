@@ -1,11 +1,15 @@
 """``qcg-pm``: a command-line client for a running service.
 
-The service is found by ``--address``, or the ``address`` file of an aux dir (``--aux``),
-or the newest aux dir below ``--wd`` (default: the current directory), or
-``QCG_PM_ZMQ_ADDRESS``.
+The service is found by ``--address``/``-a``, or the ``address`` file of an aux dir
+(``--aux``), or the newest aux dir below ``--wd``/``-p`` (default: the current
+directory), or ``QCG_PM_ZMQ_ADDRESS``. QCG-PilotJob 0.14's ``qcg-pm`` options work as
+they did: ``-p``/``--path`` (``QCG_PJM_DIR``), ``-a``/``--address`` (``QCG_PJM_ADDRESS``;
+without a port, 21000), ``-d``/``--debug`` (``QCG_CLIENT_DEBUG``), and ``status``
+without names prints the service's status, from its ``final_status`` once it has ended.
 
     qcg-pm list
     qcg-pm --wd /scratch/run status sweep post
+    qcg-pm -p /scratch/run status
     qcg-pm info sweep --childs --json
     qcg-pm --wd /scratch/run top
 """
@@ -13,10 +17,12 @@ or the newest aux dir below ``--wd`` (default: the current directory), or
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import click
 
@@ -27,26 +33,53 @@ from .top import CLEAR, TopView
 
 __all__ = ["find_address", "main"]
 
+#: the port QCG-PilotJob's qcg-pm adds to an address given without one
+CLI_DEFAULT_PORT = 21000
 
-def find_address(address: Optional[str], aux: Optional[str], wd: Optional[str]) -> str:
-    """Where the service listens, from the options (see the module docstring)."""
+
+def cli_address(address: str) -> str:
+    """An address as QCG-PilotJob's ``qcg-pm -a`` reads it: ``tcp://`` and port 21000
+    unless given.
+
+    >>> cli_address("node7"), cli_address("10.0.0.1:2345"), cli_address("ipc:///tmp/s")
+    ('tcp://node7:21000', 'tcp://10.0.0.1:2345', 'ipc:///tmp/s')
+    """
+    if not re.match(r"\w+://", address):
+        address = f"tcp://{address}"
+    if address.startswith("tcp://") and not re.search(r":\d+$", address):
+        address = f"{address}:{CLI_DEFAULT_PORT}"
+    return address
+
+
+def locate(address: Optional[str], aux: Optional[str], wd: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+    """The service's address (None if none is found) and its aux dir (None if unknown)."""
     if address:
-        return address
+        return cli_address(address), aux
     if aux:
         path = os.path.join(aux, "address")
         if not os.path.isfile(path):
-            raise click.UsageError(f"no address file in {aux}: was the service started with --net?")
+            return None, aux
         with open(path, encoding="utf-8") as fh:
-            return fh.read().strip()
+            return fh.read().strip(), aux
     base = wd or "."
     newest = newest_aux_dir(base, "address")
     if newest is not None:
         with open(os.path.join(newest, "address"), encoding="utf-8") as fh:
-            return fh.read().strip()
+            return fh.read().strip(), newest
     env = os.environ.get(Manager.DEFAULT_ADDRESS_ENV)
     if env and wd is None:
-        return env
-    raise click.UsageError(f"no running service found: no {AUX_PREFIX}*/address below {os.path.abspath(base)}; "
+        return env, None
+    return None, newest_aux_dir(base)
+
+
+def find_address(address: Optional[str], aux: Optional[str], wd: Optional[str]) -> str:
+    """Where the service listens, from the options (see the module docstring)."""
+    found, _ = locate(address, aux, wd)
+    if found is not None:
+        return found
+    if aux:
+        raise click.UsageError(f"no address file in {aux}: was the service started with --net?")
+    raise click.UsageError(f"no running service found: no {AUX_PREFIX}*/address below {os.path.abspath(wd or '.')}; "
                            f"give --address, --aux or --wd")
 
 
@@ -59,11 +92,17 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
 
 
 class _Ctx:
-    def __init__(self, address: str, as_json: bool, timeout: float) -> None:
-        self.address = address
+    def __init__(self, address: Optional[str], aux: Optional[str], wd: Optional[str], as_json: bool,
+                 timeout: float) -> None:
+        self.located, self.aux_dir = locate(address, aux, wd)
+        self._where = (address, aux, wd)
         self.as_json = as_json
         self.timeout = timeout
         self._manager: Optional[Manager] = None
+
+    @property
+    def address(self) -> str:
+        return find_address(*self._where)
 
     @property
     def manager(self) -> Manager:
@@ -75,17 +114,34 @@ class _Ctx:
         click.echo(json.dumps(data, indent=2, default=str) if self.as_json else human)
 
 
+def _debug_log(aux_dir: Optional[str]) -> None:
+    """``-d``: every message of the client, at DEBUG, to ``qcgpjmclient.log`` in the aux dir
+    (the service's, or one below the current directory; else the current directory), as
+    QCG-PilotJob's qcg-pm writes it."""
+    path = os.path.join(aux_dir or ".", "qcgpjmclient.log")
+    logging.basicConfig(level=logging.DEBUG, filename=path, filemode="w",
+                        format="%(asctime)s %(name)-12s %(levelname)-8s %(message)s")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--address", help="service address, [tcp://]host[:port]")
+@click.option("-a", "--address", envvar="QCG_PJM_ADDRESS",
+              help=f"service address, [tcp://]host[:port] (port {CLI_DEFAULT_PORT} if none)")
 @click.option("--aux", type=click.Path(file_okay=False), help="the service's aux dir (.qcgpjm-service-<id>)")
-@click.option("--wd", type=click.Path(file_okay=False), help="the service's working dir (newest aux dir is used)")
+@click.option("--wd", "-p", "--path", "wd", type=click.Path(file_okay=False), envvar="QCG_PJM_DIR",
+              help="the service's working dir (newest aux dir is used)")
 @click.option("--json", "as_json", is_flag=True, help="print the service's reply data as JSON")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="seconds to wait for a reply")
+@click.option("-d", "--debug", is_flag=True, envvar="QCG_CLIENT_DEBUG",
+              help="log every message to qcgpjmclient.log in the aux dir")
 @click.pass_context
 def cli(ctx: click.Context, address: Optional[str], aux: Optional[str], wd: Optional[str], as_json: bool,
-        timeout: float) -> None:
+        timeout: float, debug: bool) -> None:
     """Query and control a running qcg_pilotjob service."""
-    ctx.obj = _Ctx(find_address(address, aux, wd), as_json, timeout)
+    ctx.obj = _Ctx(address, aux, wd, as_json, timeout)
+    if debug:
+        _debug_log(ctx.obj.aux_dir or newest_aux_dir("."))
+    if ctx.obj.located is None and not (ctx.invoked_subcommand == "status" and ctx.obj.aux_dir):
+        find_address(address, aux, wd)  # (raises: nothing to talk to, and no final status to show)
 
 
 @cli.command("list")
@@ -102,10 +158,14 @@ def _per_job(data: Dict[str, Any]) -> List[Any]:
 
 
 @cli.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1)
 @click.pass_obj
 def status(c: _Ctx, names: Sequence[str]) -> None:
-    """State of jobs (NAME or NAME:ITERATION)."""
+    """State of jobs (NAME or NAME:ITERATION); without names, the service's status (once
+    it has ended: its final_status)."""
+    if not names:
+        _service_status(c)
+        return
     data = c.manager.status(list(names))
     rows = []
     failed = False
@@ -156,6 +216,37 @@ def info(c: _Ctx, names: Sequence[str], childs: bool) -> None:
     c.out(data, "\n".join(parts))
     if failed:
         sys.exit(1)
+
+
+def _service_status(c: _Ctx) -> None:
+    """QCG-PilotJob's ``qcg-pm status``: ``[Section]`` then ``key=value`` lines."""
+    data: Optional[Dict[str, Any]] = None
+    if c.located is not None:
+        try:
+            data = c.manager.system_status()
+        except QCGPJMAError:
+            if not _final_status_path(c):
+                raise
+    if data is None:
+        path = _final_status_path(c)
+        assert path is not None  # (the group checked there is a service or an aux dir)
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    human = []
+    for section, values in data.items():
+        human.append(f"[{section}]")
+        if isinstance(values, dict):
+            human.extend(f"{key}={val}" for key, val in values.items())
+        else:
+            human.append(str(values))
+    c.out(data, "\n".join(human))
+
+
+def _final_status_path(c: _Ctx) -> Optional[str]:
+    if c.aux_dir is None:
+        return None
+    path = os.path.join(c.aux_dir, "final_status.json")
+    return path if os.path.isfile(path) else None
 
 
 def _errors_out(c: _Ctx, data: Dict[str, Any], verb: str, count_key: str) -> None:

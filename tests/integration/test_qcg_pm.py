@@ -96,3 +96,35 @@ def test_dead_address_times_out_with_a_message(tmp_path) -> None:
     res = qcg_pm(*args, cwd=str(tmp_path))
     assert res.returncode == 1
     assert "no reply" in res.stderr and "is the service still running" in res.stderr
+
+
+def test_reference_options_and_service_status(service, tmp_path) -> None:
+    """QCG-PilotJob 0.14's qcg-pm: -p/--path (or QCG_PJM_DIR), -a/--address (or
+    QCG_PJM_ADDRESS), -d, and ``status`` without names printing ``[Section]`` and
+    ``key=value`` lines; once the service has ended, its final_status."""
+    res = qcg_pm("-p", str(tmp_path), "status", cwd="/")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "[System]" and "[Resources]" in lines and "[JobStats]" in lines
+    system = dict(ln.split("=", 1) for ln in lines[1:lines.index("[Resources]")])
+    assert system["InstanceId"] == service.system_status()["System"]["InstanceId"]
+    aux = service.aux_dir
+    assert aux is not None
+    with open(os.path.join(aux, "address")) as fh:
+        address = fh.read()
+    env = {**os.environ, "QCG_PJM_ADDRESS": address.replace("tcp://", "")}
+    res = subprocess.run([sys.executable, "-c", "from qcg_pilotjob.api.cli import main; main()", "-d", "--json",
+                          "resources"], capture_output=True, text=True, timeout=60, cwd=str(tmp_path), env=env,
+                         check=False)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["total_cores"] == 2
+    assert os.path.getsize(os.path.join(aux, "qcgpjmclient.log")) > 0  # -d: the client's log
+    qcg_pm("-a", address, "finish", cwd="/")
+    service.qcgpm_process.wait(timeout=30)
+    env = {**os.environ, "QCG_PJM_DIR": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-c", "from qcg_pilotjob.api.cli import main; main()", "status"],
+                         capture_output=True, text=True, timeout=60, cwd="/", env=env, check=False)
+    assert res.returncode == 0, res.stderr
+    final = res.stdout.splitlines()
+    assert final[0] == "[System]" and f"InstanceId={system['InstanceId']}" in final
+    assert "TotalJobs=3" in final  # from final_status.json: the service is gone
