@@ -2,6 +2,8 @@
 
 >>> str(JobDescriptionError("a", "resources.numCores", "must be at least 1"))
 "job 'a': resources.numCores: must be at least 1"
+>>> str(InvalidRequest("Wrong control request - missing command"))
+'Invalid request: Wrong control request - missing command'
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 from typing import Optional
 
 __all__ = [
+    "INVALID_REQUEST",
     "ConfigError",
+    "InvalidRequest",
     "JobDescriptionError",
     "QCGError",
     "RequestError",
@@ -26,14 +30,29 @@ class RequestError(QCGError):
     """A request cannot be processed; the message is the reply text."""
 
 
-class JobDescriptionError(RequestError):
-    """A job description is invalid: names the job and the field."""
+#: how QCG-PilotJob begins the reply to a request whose form is wrong (caught while parsing)
+INVALID_REQUEST = "Invalid request: "
 
-    def __init__(self, job: Optional[str], field: Optional[str], problem: str) -> None:
+
+class InvalidRequest(RequestError):
+    """A request whose form is wrong, as QCG-PilotJob finds while parsing it (a missing
+    ``jobNames`` or ``command``, ...): the reply text begins with ``Invalid request: ``."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(INVALID_REQUEST + problem)
+        self.problem = problem
+
+
+class JobDescriptionError(RequestError):
+    """A job description is invalid: names the job and the field. ``malformed``: the entry
+    is not a job at all (not an object, no name), which QCG-PilotJob finds while parsing
+    the request; the text then begins with ``Invalid request: `` as there."""
+
+    def __init__(self, job: Optional[str], field: Optional[str], problem: str, *, malformed: bool = False) -> None:
         self.job = job
         self.field = field
         self.problem = problem
-        parts = []
+        parts = [INVALID_REQUEST.rstrip(": ")] if malformed else []
         if job is not None:
             parts.append(f"job '{job}'")
         if field:

@@ -120,7 +120,7 @@ def check_values(data: Dict[str, Any]) -> None:
 def validate_job_name(name: Any) -> str:
     """Check a (substituted) job name; raise with the reference's message otherwise."""
     if not isinstance(name, str) or not name:
-        raise JobDescriptionError(None, None, "Missing name in job description")
+        raise JobDescriptionError(None, None, "Missing name in job description", malformed=True)
     if any(c in _BAD_NAME_CHARS for c in name):
         raise JobDescriptionError(
             None, None, f"Job identifier '{name}' contains invalid characters or unknown variables"
@@ -464,7 +464,7 @@ class JobDescription:
     @classmethod
     def from_dict(cls, data: Any) -> JobDescription:
         if not isinstance(data, dict):
-            raise JobDescriptionError(None, None, "Wrong submit request - wrong job data")
+            raise JobDescriptionError(None, None, "Wrong submit request - wrong job data", malformed=True)
         check_values(data)
         name = validate_job_name(data.get("name"))
         _check_keys(name, "", data, _JOB_KEYS)

@@ -13,7 +13,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
-from ..errors import JobDescriptionError, RequestError
+from ..errors import INVALID_REQUEST, InvalidRequest, JobDescriptionError, RequestError
 from ..jobdesc import MAX_JOBS_PER_SUBMIT, MAX_TASKS_PER_SUBMIT, JobDescription, check_values, validate_job_name
 from ..partition.scheduler import unfit_reason
 from ..variables import has_unknown_variable, substitute, substitute_tree
@@ -61,12 +61,12 @@ class _JobValues(Dict[str, str]):
 def prepare_job(raw: Any, base_vars: Dict[str, str]) -> JobDescription:
     """A submitted job description with its variables substituted, validated."""
     if not isinstance(raw, dict):
-        raise JobDescriptionError(None, None, "Wrong submit request - wrong job data")
+        raise JobDescriptionError(None, None, "Wrong submit request - wrong job data", malformed=True)
     check_values(raw)  # before any message quotes a value
     values = _JobValues(base_vars)
     name = raw.get("name")
     if not isinstance(name, str) or not name:
-        raise JobDescriptionError(None, None, "Missing name in job description")
+        raise JobDescriptionError(None, None, "Missing name in job description", malformed=True)
     name = substitute(name, values)
     if has_unknown_variable(name):
         raise JobDescriptionError(
@@ -83,7 +83,7 @@ def job_names(req: Dict[str, Any], what: str) -> List[str]:
     if isinstance(names, str):
         names = [names]
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise RequestError(f"Wrong {what} request - missing job names")
+        raise InvalidRequest(f"Wrong {what} request - missing job names")
     return names
 
 
@@ -97,11 +97,11 @@ class Requests:
     def handle(self, req: Any) -> Response:
         """Handle one client request; never raises."""
         if not isinstance(req, dict) or not isinstance(req.get("request"), str):
-            return error("Invalid request: Invalid request")
+            return error(INVALID_REQUEST + "Invalid request")
         name = req["request"]
         handler = self._handlers.get(name)
         if handler is None:
-            return error(f"Invalid request: Unknown request name: {name}")
+            return error(f"{INVALID_REQUEST}Unknown request name: {name}")
         self.counter += 1
         if self.front.stopping and name not in _WHILE_STOPPING:
             return error("processing stopped")
@@ -143,7 +143,7 @@ class Requests:
     def _submit(self, req: Dict[str, Any]) -> Response:
         jobs = req.get("jobs")
         if not isinstance(jobs, list) or not jobs:
-            return error("Wrong submit request - missing jobs data")
+            return error(INVALID_REQUEST + "Wrong submit request - missing jobs data")
         if len(jobs) > MAX_JOBS_PER_SUBMIT:
             return error(f"Wrong submit request - one submit may hold at most {MAX_JOBS_PER_SUBMIT} jobs, "
                          f"not {len(jobs)}")
@@ -229,9 +229,9 @@ class Requests:
     def _control(self, req: Dict[str, Any]) -> Response:
         command = req.get("command")
         if not command:
-            return error("Wrong control request - missing command")
+            return error(INVALID_REQUEST + "Wrong control request - missing command")
         if command != "finishAfterAllTasksDone":
-            return error(f'Wrong control request - unknown command "{command}"')
+            return error(INVALID_REQUEST + f'Wrong control request - unknown command "{command}"')
         if not self.front.request_finish_after_all():
             return error("Finish request already requested")
         return ok(message="finishAfterAllTasksDone command accepted")

@@ -109,9 +109,9 @@ def test_control_finish_after_all_twice(h: Harness) -> None:
 
 
 def test_control_errors(h: Harness) -> None:
-    assert h.req("control") == {"code": 1, "message": "Wrong control request - missing command"}
+    assert h.req("control") == {"code": 1, "message": "Invalid request: Wrong control request - missing command"}
     assert h.req("control", command="explode") == \
-        {"code": 1, "message": 'Wrong control request - unknown command "explode"'}
+        {"code": 1, "message": 'Invalid request: Wrong control request - unknown command "explode"'}
 
 
 def test_finish_twice(h: Harness) -> None:

@@ -80,13 +80,13 @@ def test_full_job_parses_all_fields() -> None:
 # ---- names ---------------------------------------------------------------------------------
 
 def test_not_a_dict_is_rejected() -> None:
-    assert str(bad(["x"])) == "Wrong submit request - wrong job data"
+    assert str(bad(["x"])) == "Invalid request: Wrong submit request - wrong job data"
 
 
 @pytest.mark.parametrize("data", [{"execution": {"exec": "x"}}, {"name": "", "execution": {"exec": "x"}},
                                   {"name": 5, "execution": {"exec": "x"}}])
 def test_missing_name(data: Dict[str, Any]) -> None:
-    assert str(bad(data)) == "Missing name in job description"
+    assert str(bad(data)) == "Invalid request: Missing name in job description"
 
 
 @pytest.mark.parametrize("name", ["a b", "a:b", "a$b", "a{", "a}", "a(b)", "a'b", 'a"b', "a\tb", "a\nb"])
