@@ -8,6 +8,7 @@ __all__ = [
     "InternalError",
     "InvalidJobDescriptionError",
     "JobNotDefinedError",
+    "PlaceholderError",
     "QCGPJMAError",
     "ServiceError",
     "TimeoutElapsed",
@@ -25,6 +26,19 @@ class InternalError(QCGPJMAError):
 
 class InvalidJobDescriptionError(QCGPJMAError):
     """A job description given to :class:`~qcg_pilotjob.api.job.Jobs` is wrong."""
+
+
+class PlaceholderError(InvalidJobDescriptionError, KeyError):
+    """An executor template's placeholder has no value. Also a ``KeyError``, which is what
+    QCG-PilotJob's executor API raises there (and what its users catch).
+
+    >>> err = PlaceholderError("template: no value for the placeholder 'exec'")
+    >>> isinstance(err, KeyError), str(err)
+    (True, "template: no value for the placeholder 'exec'")
+    """
+
+    def __str__(self) -> str:  # (KeyError's own would quote the whole message)
+        return str(self.args[0]) if self.args else ""
 
 
 class JobNotDefinedError(QCGPJMAError):

@@ -19,7 +19,7 @@ import string
 import textwrap
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
-from ..api.errors import InvalidJobDescriptionError
+from ..api.errors import InvalidJobDescriptionError, PlaceholderError
 
 __all__ = ["SERVICE_VARIABLES", "BasicTemplate", "QCGPJTemplate", "render"]
 
@@ -67,7 +67,7 @@ def render(text: str, defaults: Optional[Mapping[str, Any]], args: Iterable[Opti
     try:
         filled = string.Template(textwrap.dedent(text)).substitute(values)
     except KeyError as exc:
-        raise InvalidJobDescriptionError(f"template: no value for the placeholder {exc.args[0]!r}") from None
+        raise PlaceholderError(f"template: no value for the placeholder {exc.args[0]!r}") from None
     except ValueError as exc:
         raise InvalidJobDescriptionError(f"template: {exc}") from None
     try:

@@ -38,3 +38,10 @@ def test_service_variables_pass_through_and_dollars_escape() -> None:
 def test_errors(text: str, values: dict, message: str) -> None:
     with pytest.raises(InvalidJobDescriptionError, match=message):
         render(text, None, [], values)
+
+
+def test_regression_missing_placeholder_is_a_key_error() -> None:
+    """QCG-PilotJob's executor API raises KeyError for a placeholder without a value, and its
+    own tests (and users) catch that; ours raised only InvalidJobDescriptionError."""
+    with pytest.raises(KeyError, match="exec"):
+        render(TEXT, None, [], {"name": "n", "args": []})

@@ -26,7 +26,8 @@ def test_unknown_request_name(h: Harness) -> None:
 
 @pytest.mark.parametrize("fields", [{}, {"jobs": None}, {"jobs": []}, {"jobs": {"name": "a"}}, {"jobs": "a"}])
 def test_submit_missing_jobs(h: Harness, fields: Dict[str, Any]) -> None:
-    assert h.req("submit", **fields) == {"code": 1, "message": "Invalid request: Wrong submit request - missing jobs data"}
+    assert h.req("submit", **fields) == {"code": 1,
+                                         "message": "Invalid request: Wrong submit request - missing jobs data"}
 
 
 @pytest.mark.parametrize("request_name,what", [
@@ -35,7 +36,8 @@ def test_submit_missing_jobs(h: Harness, fields: Dict[str, Any]) -> None:
 ])
 @pytest.mark.parametrize("fields", [{}, {"jobNames": []}, {"jobNames": None}, {"jobNames": [1]}])
 def test_missing_job_names(h: Harness, request_name: str, what: str, fields: Dict[str, Any]) -> None:
-    assert h.req(request_name, **fields) == {"code": 1, "message": f"Invalid request: Wrong {what} request - missing job names"}
+    assert h.req(request_name, **fields) == {"code": 1,
+                                             "message": f"Invalid request: Wrong {what} request - missing job names"}
 
 
 def test_register_and_notify_not_supported(h: Harness) -> None:
@@ -87,7 +89,8 @@ def test_submit_missing_execution_names_job(h: Harness) -> None:
 
 
 def test_submit_missing_name(h: Harness) -> None:
-    assert h.submit({"execution": {"exec": "x"}}) == {"code": 1, "message": "Invalid request: Missing name in job description"}
+    assert h.submit({"execution": {"exec": "x"}}) == {"code": 1,
+                                                      "message": "Invalid request: Missing name in job description"}
     assert h.submit("notadict") == {"code": 1, "message": "Invalid request: Wrong submit request - wrong job data"}
 
 
