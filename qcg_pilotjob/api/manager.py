@@ -360,6 +360,7 @@ class LocalManager(Manager):
             os.close(life_r)
         os.set_inheritable(life_w, False)
         self._lifeline = life_w
+        self._terminated = False  # (kill_manager_process was called)
         try:
             info = self._wait_ready(ready_r, init_timeout)
         except BaseException:
@@ -413,9 +414,15 @@ class LocalManager(Manager):
             self._lifeline = -1
 
     def finish(self) -> None:
-        """Finish the service and return once its process has exited (SIGTERM after 10 s)."""
+        """Finish the service and return once its process has exited (SIGTERM after 10 s).
+        A service that was sent SIGTERM (:meth:`kill_manager_process`) or has exited is not
+        asked (nobody would answer): it is waited for."""
         try:
-            super().finish()
+            if self._terminated or self.qcgpm_process.poll() is not None:
+                self._disconnect()
+                self.cleanup()
+            else:
+                super().finish()
         finally:
             try:
                 self.qcgpm_process.wait(timeout=10)
@@ -425,7 +432,9 @@ class LocalManager(Manager):
             self._stderr.close()
 
     def kill_manager_process(self) -> None:
-        """Terminate the service process with SIGTERM."""
+        """Terminate the service process with SIGTERM: it stops as at Slurm's time limit
+        (running tasks stopped, final_status written). :meth:`finish` then only waits."""
+        self._terminated = True
         self.qcgpm_process.terminate()
 
     def __del__(self) -> None:

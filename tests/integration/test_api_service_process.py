@@ -129,3 +129,22 @@ def test_manager_close_and_context_manager(tmp_path) -> None:
         assert local.resources()["total_cores"] == 2  # the service goes on
     finally:
         local.finish()
+
+
+def test_regression_finish_after_kill_manager_process(local):
+    """QCG-PilotJob 0.14's ``LocalManager.kill_manager_process()``: SIGTERM to the service,
+    which stops as on Slurm's time limit: its task is stopped, final_status is written.
+    A ``finish()`` after it waited for a reply from the gone service (600 s); it returns."""
+    from qcg.pilotjob.api.job import Jobs
+
+    manager = local()
+    manager.submit(Jobs().add(name="long", exec="sleep", args="30"))
+    wait_state(manager, "long", "EXECUTING")
+    manager.kill_manager_process()
+    manager.qcgpm_process.wait(timeout=60)
+    with open(os.path.join(manager.aux_dir, "final_status")) as fh:
+        final = json.load(fh)
+    assert final["JobStats"]["TotalJobs"] == 1 and final["JobStats"]["ExecutingJobs"] == 0
+    assert "signal 15 received: stopping" in open(os.path.join(manager.aux_dir, "service.log")).read()
+    manager.finish()  # (nothing to ask: returns at once)
+    assert manager._sock is None
