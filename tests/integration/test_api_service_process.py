@@ -145,6 +145,7 @@ def test_regression_finish_after_kill_manager_process(local):
     with open(os.path.join(manager.aux_dir, "final_status")) as fh:
         final = json.load(fh)
     assert final["JobStats"]["TotalJobs"] == 1 and final["JobStats"]["ExecutingJobs"] == 0
-    assert "signal 15 received: stopping" in open(os.path.join(manager.aux_dir, "service.log")).read()
+    with open(os.path.join(manager.aux_dir, "service.log")) as fh:
+        assert "signal 15 received: stopping" in fh.read()
     manager.finish()  # (nothing to ask: returns at once)
     assert manager._sock is None
