@@ -26,6 +26,7 @@ from ..keys import find_keys
 from ..protocol.transport import connect_requester, connect_subscriber, parse_address, sync_context
 from ..protocol.wire import decode_reply, encode_request
 from . import errors
+from .child import ChildExited, ChildWatch
 from .job import Jobs
 from .jobinfo import JobInfo
 
@@ -105,7 +106,7 @@ class Manager:
             raise errors.ConnectionError("Not connected")
         try:
             self._sock.send(encode_request(request, self._encoding))
-            raw = self._sock.recv()
+            raw = self._receive(self._sock)
         except zmq.Again:
             # the socket stays usable (REQ_RELAXED); the late reply is discarded (REQ_CORRELATE)
             raise errors.ConnectionError(
@@ -120,6 +121,10 @@ class Manager:
         if not isinstance(reply, dict) or "code" not in reply:
             raise errors.InternalError("Invalid reply from the service")
         return reply
+
+    def _receive(self, sock: zmq.Socket[Any]) -> bytes:
+        """The reply (``zmq.Again`` after the request timeout)."""
+        return bytes(sock.recv())
 
     @staticmethod
     def _check(reply: Dict[str, Any], need_data: bool = True) -> Any:
@@ -361,6 +366,7 @@ class LocalManager(Manager):
         os.set_inheritable(life_w, False)
         self._lifeline = life_w
         self._terminated = False  # (kill_manager_process was called)
+        self._child = ChildWatch(self.qcgpm_process)
         try:
             info = self._wait_ready(ready_r, init_timeout)
         except BaseException:
@@ -375,6 +381,15 @@ class LocalManager(Manager):
         self._stderr.seek(0)
         text = self._stderr.read().decode("utf-8", "replace").strip()
         return text[-2000:] if text else "(no output)"
+
+    def _receive(self, sock: zmq.Socket[Any]) -> bytes:
+        """The reply, or at once an error if the service process ends first."""
+        try:
+            if not self._child.wait_reply(sock, self._timeout_ms):
+                raise zmq.Again()
+        except ChildExited as exc:
+            raise errors.ConnectionError(f"{exc} before it answered; its output: {self._service_error()}") from None
+        return bytes(sock.recv(zmq.NOBLOCK))
 
     def _wait_ready(self, fd: int, timeout: float) -> Dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -409,6 +424,7 @@ class LocalManager(Manager):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        self._child.close()
         if self._lifeline >= 0:
             os.close(self._lifeline)
             self._lifeline = -1
@@ -422,7 +438,13 @@ class LocalManager(Manager):
                 self._disconnect()
                 self.cleanup()
             else:
-                super().finish()
+                try:
+                    super().finish()
+                except errors.ConnectionError:
+                    if self.qcgpm_process.poll() != 0:
+                        raise
+                    self._disconnect()  # it finished, and its answer was lost on the way
+                    self.cleanup()
         finally:
             try:
                 self.qcgpm_process.wait(timeout=10)
@@ -442,3 +464,6 @@ class LocalManager(Manager):
         if life >= 0:
             os.close(life)
             self._lifeline = -1
+        child = getattr(self, "_child", None)
+        if child is not None:
+            child.close()

@@ -149,3 +149,29 @@ def test_regression_finish_after_kill_manager_process(local):
         assert "signal 15 received: stopping" in fh.read()
     manager.finish()  # (nothing to ask: returns at once)
     assert manager._sock is None
+
+
+@pytest.mark.parametrize("pidfd", [True, False])
+def test_regression_client_of_a_dead_service_learns_it_at_once(local, monkeypatch, pidfd):
+    """A LocalManager whose service died (here: SIGKILL) waited for the request timeout
+    (600 s by default) on every request, wait4's polls included; it now raises at once,
+    with the exit code, whether the exit is seen through a pidfd or a sliced wait."""
+    from qcg.pilotjob.api.errors import ConnectionError as ApiConnectionError
+    from qcg.pilotjob.api.job import Jobs
+    from qcg_pilotjob.api import child
+
+    if not pidfd:
+        monkeypatch.setattr(child, "_pidfd", lambda pid: None)
+    manager = local()
+    assert (manager._child.fd is not None) == (pidfd and hasattr(os, "pidfd_open"))
+    manager.submit(Jobs().add(name="long", exec="sleep", args="30"))
+    wait_state(manager, "long", "EXECUTING")
+    task_pid = int(wait_for(lambda: manager.info("long")["jobs"]["long"]["data"].get("runtime", {}).get("pid"),
+                            what="the task's pid"))
+    os.kill(manager.qcgpm_process.pid, signal.SIGKILL)
+    os.kill(task_pid, signal.SIGKILL)  # (a killed service leaves its tasks running: see usage.md §10)
+    with pytest.raises(ApiConnectionError, match="the service exited with code -9 before it answered"):
+        manager.status("long")
+    with pytest.raises(ApiConnectionError, match="code -9"):
+        manager.wait4("long")
+    manager.finish()  # (returns: nothing to ask)

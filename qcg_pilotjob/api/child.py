@@ -1,0 +1,72 @@
+"""A reply from a service this process started, or that service's end, whichever comes
+first (for :class:`~qcg_pilotjob.api.manager.LocalManager`): a client whose service died
+learns it at once instead of waiting out the request timeout (600 s by default).
+
+The process's end is an event where Linux gives a pidfd (5.3 and later): the socket and
+the pidfd are polled together. Elsewhere the wait is cut into one-second slices, each
+followed by a look at the process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from typing import Any, Optional
+
+import zmq
+
+__all__ = ["EXIT_GRACE_MS", "ChildExited", "ChildWatch"]
+
+#: how long a reply may still take once the service has exited (it lingers 1 s on exit)
+EXIT_GRACE_MS = 1500
+
+
+class ChildExited(Exception):
+    """The service process ended before it answered."""
+
+    def __init__(self, returncode: int) -> None:
+        super().__init__(f"the service exited with code {returncode}")
+        self.returncode = returncode
+
+
+def _pidfd(pid: int) -> Optional[int]:
+    try:
+        return os.pidfd_open(pid)  # type: ignore[attr-defined,unused-ignore]
+    except (AttributeError, OSError):  # (no pidfd here: the sliced wait)
+        return None
+
+
+class ChildWatch:
+    """Waits on a socket for as long as ``proc`` lives."""
+
+    def __init__(self, proc: subprocess.Popen[Any]) -> None:
+        self.proc = proc
+        self.fd = _pidfd(proc.pid)
+
+    def wait_reply(self, sock: zmq.Socket[Any], timeout_ms: Optional[int]) -> bool:
+        """True once ``sock`` has a message to read; False after ``timeout_ms`` (None: no
+        limit); :class:`ChildExited` if the process ends first (and nothing arrives in
+        :data:`EXIT_GRACE_MS` after)."""
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        if self.fd is not None:
+            poller.register(self.fd, zmq.POLLIN)
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        while True:
+            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            step = left if self.fd is not None else (1000 if left is None else min(left, 1000))
+            ready = dict(poller.poll(step))
+            if sock in ready:
+                return True
+            if self.proc.poll() is not None:
+                if sock.poll(EXIT_GRACE_MS, zmq.POLLIN):  # (its last reply may still be on the way)
+                    return True
+                raise ChildExited(self.proc.returncode)
+            if left == 0:
+                return False
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
