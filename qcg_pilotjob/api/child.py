@@ -43,15 +43,23 @@ class ChildWatch:
     def __init__(self, proc: subprocess.Popen[Any]) -> None:
         self.proc = proc
         self.fd = _pidfd(proc.pid)
+        self._poller: Optional[zmq.Poller] = None
+        self._sock: Optional[zmq.Socket[Any]] = None  # (the one the poller polls: made once per socket)
+
+    def _poller_for(self, sock: zmq.Socket[Any]) -> zmq.Poller:
+        if self._poller is None or self._sock is not sock:
+            self._poller = zmq.Poller()
+            self._poller.register(sock, zmq.POLLIN)
+            if self.fd is not None:
+                self._poller.register(self.fd, zmq.POLLIN)
+            self._sock = sock
+        return self._poller
 
     def wait_reply(self, sock: zmq.Socket[Any], timeout_ms: Optional[int]) -> bool:
         """True once ``sock`` has a message to read; False after ``timeout_ms`` (None: no
         limit); :class:`ChildExited` if the process ends first (and nothing arrives in
         :data:`EXIT_GRACE_MS` after)."""
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        if self.fd is not None:
-            poller.register(self.fd, zmq.POLLIN)
+        poller = self._poller_for(sock)
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while True:
             left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
@@ -67,6 +75,7 @@ class ChildWatch:
                 return False
 
     def close(self) -> None:
+        self._poller = self._sock = None
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
