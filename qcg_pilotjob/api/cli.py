@@ -115,9 +115,9 @@ class _Ctx:
 
 
 def _debug_log(aux_dir: Optional[str]) -> None:
-    """``-d``: every message of the client, at DEBUG, to ``qcgpjmclient.log`` in the aux dir
-    (the service's, or one below the current directory; else the current directory), as
-    QCG-PilotJob's qcg-pm writes it."""
+    """``-d``: the client's log at DEBUG (each request and reply) to ``qcgpjmclient.log`` in
+    the aux dir (the service's, or one below the current directory; else the current
+    directory), as QCG-PilotJob's qcg-pm writes it."""
     path = os.path.join(aux_dir or ".", "qcgpjmclient.log")
     logging.basicConfig(level=logging.DEBUG, filename=path, filemode="w",
                         format="%(asctime)s %(name)-12s %(levelname)-8s %(message)s")
@@ -132,15 +132,19 @@ def _debug_log(aux_dir: Optional[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the service's reply data as JSON")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="seconds to wait for a reply")
 @click.option("-d", "--debug", is_flag=True, envvar="QCG_CLIENT_DEBUG",
-              help="log every message to qcgpjmclient.log in the aux dir")
+              help="log each request and reply to qcgpjmclient.log in the aux dir")
 @click.pass_context
 def cli(ctx: click.Context, address: Optional[str], aux: Optional[str], wd: Optional[str], as_json: bool,
         timeout: float, debug: bool) -> None:
     """Query and control a running qcg_pilotjob service."""
+    given = click.core.ParameterSource.COMMANDLINE
+    if ctx.get_parameter_source("address") is not given and given in (ctx.get_parameter_source("aux"),
+                                                                       ctx.get_parameter_source("wd")):
+        address = None  # (a directory given on the command line wins over QCG_PJM_ADDRESS)
     ctx.obj = _Ctx(address, aux, wd, as_json, timeout)
     if debug:
         _debug_log(ctx.obj.aux_dir or newest_aux_dir("."))
-    if ctx.obj.located is None and not (ctx.invoked_subcommand == "status" and ctx.obj.aux_dir):
+    if ctx.obj.located is None and not (ctx.invoked_subcommand == "status" and _final_status_path(ctx.obj)):
         find_address(address, aux, wd)  # (raises: nothing to talk to, and no final status to show)
 
 

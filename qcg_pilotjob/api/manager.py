@@ -105,6 +105,7 @@ class Manager:
         if self._sock is None:
             raise errors.ConnectionError("Not connected")
         try:
+            _log.debug("request: %.2000s", request)  # (formatted only when DEBUG is on)
             self._sock.send(encode_request(request, self._encoding))
             raw = self._receive(self._sock)
         except zmq.Again:
@@ -120,6 +121,7 @@ class Manager:
             raise errors.InternalError(f"Invalid reply from the service: {exc}") from None
         if not isinstance(reply, dict) or "code" not in reply:
             raise errors.InternalError("Invalid reply from the service")
+        _log.debug("reply: %.2000s", reply)
         return reply
 
     def _receive(self, sock: zmq.Socket[Any]) -> bytes:
@@ -384,12 +386,20 @@ class LocalManager(Manager):
 
     def _receive(self, sock: zmq.Socket[Any]) -> bytes:
         """The reply, or at once an error if the service process ends first."""
-        try:
-            if not self._child.wait_reply(sock, self._timeout_ms):
-                raise zmq.Again()
-        except ChildExited as exc:
-            raise errors.ConnectionError(f"{exc} before it answered; its output: {self._service_error()}") from None
-        return bytes(sock.recv(zmq.NOBLOCK))
+        deadline = None if self._timeout_ms is None else time.monotonic() + self._timeout_ms / 1000
+        while True:
+            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            try:
+                if not self._child.wait_reply(sock, left):
+                    raise zmq.Again()
+            except ChildExited as exc:
+                raise errors.ConnectionError(f"{exc} before it answered; its output: {self._service_error()}") \
+                    from None
+            try:
+                return bytes(sock.recv(zmq.NOBLOCK))
+            except zmq.Again:  # (what came was a late reply to an earlier request: dropped; wait on)
+                if left == 0:
+                    raise
 
     def _wait_ready(self, fd: int, timeout: float) -> Dict[str, Any]:
         deadline = time.monotonic() + timeout

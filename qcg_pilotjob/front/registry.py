@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import math
 import os
+import sys
 from bisect import bisect_left, insort
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -302,7 +303,7 @@ class JobRecord:
         self.tasks = TaskTable(desc.total_iterations)
         # the name of the process it starts, as QCG-PilotJob reports it (runtime ``pname``)
         ex = desc.execution
-        self.pname = "bash" if ex.script is not None else os.path.basename(ex.exec or "")
+        self.pname = "bash" if ex.script is not None else sys.intern(os.path.basename(ex.exec or ""))
         self.finished = 0  # tasks in a final state
         self.failed = 0    # tasks final but not SUCCEED
         self.deps_pending = 0

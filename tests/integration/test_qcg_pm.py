@@ -33,8 +33,7 @@ def service(tmp_path) -> Iterator[LocalManager]:
                  what="long:0 to run")
         yield manager
     finally:
-        if manager.qcgpm_process.poll() is None:
-            manager.finish()
+        manager.finish()  # (also after a qcg-pm finish: then it only waits and closes)
 
 
 def test_list_table_and_json(service, tmp_path) -> None:
@@ -102,7 +101,9 @@ def test_reference_options_and_service_status(service, tmp_path) -> None:
     """QCG-PilotJob 0.14's qcg-pm: -p/--path (or QCG_PJM_DIR), -a/--address (or
     QCG_PJM_ADDRESS), -d, and ``status`` without names printing ``[Section]`` and
     ``key=value`` lines; once the service has ended, its final_status."""
-    res = qcg_pm("-p", str(tmp_path), "status", cwd="/")
+    env = {**os.environ, "QCG_PJM_ADDRESS": "tcp://127.0.0.1:1"}  # (a directory given wins over it)
+    res = subprocess.run([sys.executable, "-c", "from qcg_pilotjob.api.cli import main; main()", "-p", str(tmp_path),
+                          "status"], capture_output=True, text=True, timeout=60, cwd="/", env=env, check=False)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0] == "[System]" and "[Resources]" in lines and "[JobStats]" in lines
@@ -118,7 +119,8 @@ def test_reference_options_and_service_status(service, tmp_path) -> None:
                          check=False)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["total_cores"] == 2
-    assert os.path.getsize(os.path.join(aux, "qcgpjmclient.log")) > 0  # -d: the client's log
+    with open(os.path.join(aux, "qcgpjmclient.log")) as fh:  # -d: the client's log, each request in it
+        assert "request: {'request': 'resourcesInfo'}" in fh.read()
     qcg_pm("-a", address, "finish", cwd="/")
     service.qcgpm_process.wait(timeout=30)
     env = {**os.environ, "QCG_PJM_DIR": str(tmp_path)}
@@ -128,3 +130,12 @@ def test_reference_options_and_service_status(service, tmp_path) -> None:
     final = res.stdout.splitlines()
     assert final[0] == "[System]" and f"InstanceId={system['InstanceId']}" in final
     assert "TotalJobs=3" in final  # from final_status.json: the service is gone
+
+
+def test_regression_status_without_service_or_final_status_is_a_usage_error(tmp_path) -> None:
+    """``qcg-pm status`` below an aux dir with neither an address nor a final status (a
+    service without --net, a left-over dir) ended in an AssertionError traceback."""
+    (tmp_path / ".qcgpjm-service-x").mkdir()
+    res = qcg_pm("-p", str(tmp_path), "status", cwd="/")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "no running service found" in res.stderr
