@@ -1,5 +1,6 @@
 """QCG-PilotJob's own ``qcg-pm-report`` (``qcg-pilotjob-cmds`` 0.14.2) over our JSON report
-gives the totals ours gives (regression: it stopped on entries without ``runtime``).
+gives the totals ours gives (regression: it stopped on entries without ``runtime``); its
+``qcg-pm status`` reads our running service.
 
 Its tool asserts that every entry's history holds SUCCEED or FAILED, so it stops on OMITTED
 and CANCELED entries, the reference's own included (a bug of the reference, not repeated
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import refenv
-from tests.conftest import FINISH, need, service_cmd, submit
+from tests.conftest import FINISH, need, service_cmd, submit, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat, pytest.mark.timeout(600)]
 
@@ -65,3 +66,24 @@ def test_reference_qcg_pm_report_reads_our_json_report(tmp_path: Path) -> None:
     assert int(re.search(r"total cores: (\d+)", stats).group(1)) == ours["total_cores"] == 4  # type: ignore[union-attr]
     listed = sorted(line.split()[0] for line in reference("jobs").splitlines() if line.strip())
     assert listed == sorted(["bad", "single"] + [f"sweep:{i}" for i in range(6)])
+
+
+def test_reference_qcg_pm_status_reads_our_running_service(tmp_path: Path) -> None:
+    """QCG-PilotJob 0.14.2's own ``qcg-pm -p WD status`` finds our service through its
+    ``address`` file (a trailing newline broke it) and prints our status. Its client cannot
+    do CURVE, so the service runs with --insecure-net, as usage.md §11 says."""
+    python = need(refenv.ensure)
+    svc = subprocess.Popen(service_cmd("--net", "--insecure-net", "--nodes", "2", "--wd", str(tmp_path), "--id", "rs"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        address = tmp_path / ".qcgpjm-service-rs" / "address"
+        wait_for(lambda: address.exists() and address.read_text(), what="the address file")
+        proc = subprocess.run([python, "-c", "from qcg.pilotjob.client_cmd import qcgpjm; qcgpjm(obj={})", "-p",
+                               str(tmp_path), "status"], capture_output=True, text=True, env=refenv.clean_env(),
+                              cwd=str(tmp_path), timeout=120, check=False)
+        assert proc.returncode == 0 and "error" not in proc.stderr, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert lines[0] == "[System]" and "InstanceId=rs" in lines and "TotalCores=2" in lines, proc.stdout
+    finally:
+        svc.terminate()
+        svc.wait(timeout=60)
