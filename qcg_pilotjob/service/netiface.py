@@ -78,22 +78,18 @@ class EventPublisher:
         self.sock, self.address = bind_publisher(async_context(), host, port, port_min, port_max, keys)
         self.subscriptions = Subscriptions()
         self.on_topics = on_topics
+        self.guard = FrameGuard(_log, "event publisher")
         self._task: Optional[asyncio.Task[None]] = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._read_subscriptions())
+        self._task = asyncio.get_running_loop().create_task(
+            receive_loop(self.sock, self._on_frames, self.guard, lambda _: "a subscriber"))
 
-    async def _read_subscriptions(self) -> None:
-        while True:
-            try:
-                frame = await self.sock.recv()
-            except zmq.ZMQError as exc:  # (closed under us: the service ends)
-                _log.debug("event publisher: %s", exc)
-                return
-            if not self.subscriptions.update(frame):
-                _log.warning("event publisher: a %d-byte message that is no subscription dropped", len(frame))
-            elif self.on_topics is not None:
-                self.on_topics(self.subscriptions)
+    def _on_frames(self, frames: List[bytes]) -> None:
+        if not self.subscriptions.update(frames[-1]):
+            self.guard.bad_frame("a subscriber", f"a {len(frames[-1])}-byte message that is no subscription")
+        elif self.on_topics is not None:
+            self.on_topics(self.subscriptions)
 
     def publish(self, topic: str, data: Any) -> None:
         with contextlib.suppress(zmq.Again):
