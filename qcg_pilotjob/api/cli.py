@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -27,6 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import click
 
 from ..auxdir import AUX_PREFIX, newest_aux_dir
+from ..protocol.transport import parse_address
 from .errors import QCGPJMAError
 from .manager import Manager
 from .top import CLEAR, TopView
@@ -44,11 +44,7 @@ def cli_address(address: str) -> str:
     >>> cli_address("node7"), cli_address("10.0.0.1:2345"), cli_address("ipc:///tmp/s")
     ('tcp://node7:21000', 'tcp://10.0.0.1:2345', 'ipc:///tmp/s')
     """
-    if not re.match(r"\w+://", address):
-        address = f"tcp://{address}"
-    if address.startswith("tcp://") and not re.search(r":\d+$", address):
-        address = f"{address}:{CLI_DEFAULT_PORT}"
-    return address
+    return parse_address(address, CLI_DEFAULT_PORT)
 
 
 def locate(address: Optional[str], aux: Optional[str], wd: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
@@ -102,7 +98,8 @@ class _Ctx:
 
     @property
     def address(self) -> str:
-        return find_address(*self._where)
+        """The located address; a usage error naming where it was looked for if none."""
+        return self.located if self.located is not None else find_address(*self._where)
 
     @property
     def manager(self) -> Manager:
@@ -144,8 +141,8 @@ def cli(ctx: click.Context, address: Optional[str], aux: Optional[str], wd: Opti
     ctx.obj = _Ctx(address, aux, wd, as_json, timeout)
     if debug:
         _debug_log(ctx.obj.aux_dir or newest_aux_dir("."))
-    if ctx.obj.located is None and not (ctx.invoked_subcommand == "status" and _final_status_path(ctx.obj)):
-        find_address(address, aux, wd)  # (raises: nothing to talk to, and no final status to show)
+    if not (ctx.invoked_subcommand == "status" and _final_status_path(ctx.obj)):
+        _ = ctx.obj.address  # (a usage error if there is nothing to talk to and no final status to show)
 
 
 @cli.command("list")
@@ -225,16 +222,16 @@ def info(c: _Ctx, names: Sequence[str], childs: bool) -> None:
 def _service_status(c: _Ctx) -> None:
     """QCG-PilotJob's ``qcg-pm status``: ``[Section]`` then ``key=value`` lines."""
     data: Optional[Dict[str, Any]] = None
+    final = _final_status_path(c)
     if c.located is not None:
         try:
             data = c.manager.system_status()
         except QCGPJMAError:
-            if not _final_status_path(c):
+            if final is None:
                 raise
     if data is None:
-        path = _final_status_path(c)
-        assert path is not None  # (the group checked there is a service or an aux dir)
-        with open(path, encoding="utf-8") as fh:
+        assert final is not None  # (the group checked there is a service or a final status)
+        with open(final, encoding="utf-8") as fh:
             data = json.load(fh)
     human = []
     for section, values in data.items():

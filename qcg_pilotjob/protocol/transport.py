@@ -68,12 +68,12 @@ def sync_context() -> zmq.Context[Any]:
     return zmq.Context.instance()
 
 
-def parse_address(address: str) -> str:
-    """``[proto://]host[:port]`` with ``tcp`` and ``5555`` as defaults."""
+def parse_address(address: str, default_port: int = DEFAULT_PORT) -> str:
+    """``[proto://]host[:port]`` with ``tcp`` and ``default_port`` (5555) as defaults."""
     if not re.match(r"\w+://", address):
         address = f"tcp://{address}"
     if address.startswith("tcp://") and not re.search(r":\d+$", address):
-        address = f"{address}:{DEFAULT_PORT}"
+        address = f"{address}:{default_port}"
     return address
 
 
