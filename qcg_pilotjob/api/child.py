@@ -55,24 +55,27 @@ class ChildWatch:
             self._sock = sock
         return self._poller
 
-    def wait_reply(self, sock: zmq.Socket[Any], timeout_ms: Optional[int]) -> bool:
-        """True once ``sock`` has a message to read; False after ``timeout_ms`` (None: no
-        limit); :class:`ChildExited` if the process ends first (and nothing arrives in
-        :data:`EXIT_GRACE_MS` after)."""
+    def receive(self, sock: zmq.Socket[Any], timeout_ms: Optional[int]) -> bytes:
+        """The reply on ``sock``; ``zmq.Again`` after ``timeout_ms`` (None: no limit);
+        :class:`ChildExited` if the process ends first (and nothing arrives in
+        :data:`EXIT_GRACE_MS` after). A late reply to an earlier request, which wakes the
+        wait but is dropped by the socket (REQ_CORRELATE), does not end it."""
         poller = self._poller_for(sock)
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         while True:
             left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             step = left if self.fd is not None else (1000 if left is None else min(left, 1000))
-            ready = dict(poller.poll(step))
-            if sock in ready:
-                return True
-            if self.proc.poll() is not None:
-                if sock.poll(EXIT_GRACE_MS, zmq.POLLIN):  # (its last reply may still be on the way)
-                    return True
+            ready = sock in dict(poller.poll(step))
+            ended = not ready and self.proc.poll() is not None
+            if ready or (ended and sock.poll(EXIT_GRACE_MS, zmq.POLLIN)):  # (a last reply may follow the end)
+                try:
+                    return bytes(sock.recv(zmq.NOBLOCK))
+                except zmq.Again:  # (a late reply to an earlier request, dropped: wait on)
+                    pass
+            if ended:
                 raise ChildExited(self.proc.returncode)
             if left == 0:
-                return False
+                raise zmq.Again()
 
     def close(self) -> None:
         self._poller = self._sock = None

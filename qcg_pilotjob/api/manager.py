@@ -386,20 +386,10 @@ class LocalManager(Manager):
 
     def _receive(self, sock: zmq.Socket[Any]) -> bytes:
         """The reply, or at once an error if the service process ends first."""
-        deadline = None if self._timeout_ms is None else time.monotonic() + self._timeout_ms / 1000
-        while True:
-            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            try:
-                if not self._child.wait_reply(sock, left):
-                    raise zmq.Again()
-            except ChildExited as exc:
-                raise errors.ConnectionError(f"{exc} before it answered; its output: {self._service_error()}") \
-                    from None
-            try:
-                return bytes(sock.recv(zmq.NOBLOCK))
-            except zmq.Again:  # (what came was a late reply to an earlier request: dropped; wait on)
-                if left == 0:
-                    raise
+        try:
+            return self._child.receive(sock, self._timeout_ms)
+        except ChildExited as exc:
+            raise errors.ConnectionError(f"{exc} before it answered; its output: {self._service_error()}") from None
 
     def _wait_ready(self, fd: int, timeout: float) -> Dict[str, Any]:
         deadline = time.monotonic() + timeout
