@@ -314,9 +314,10 @@ class Front(PartitionSide):
             for idx in indexes(ranges):
                 if self.report.enabled:
                     self.report.write(report_line(job, idx, self.report_format))
+                it = job.iteration_of(idx)
                 if self.iteration_events:
-                    self._announce("IST", job=job.name, it=job.iteration_of(idx), state=state.name)
-                self._announce("IFI", job=job.name, it=job.iteration_of(idx), state=state.name)
+                    self._announce("IST", job=job.name, it=it, state=state.name)
+                self._announce("IFI", job=job.name, it=it, state=state.name)
         waited = self.deps.iterations_waited(job.name)
         if waited:  # (only the iterations somebody waits for: not every one of the ranges)
             offset = job.index(waited[0]) - waited[0]

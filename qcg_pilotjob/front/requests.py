@@ -143,7 +143,7 @@ class Requests:
     def _submit(self, req: Dict[str, Any]) -> Response:
         jobs = req.get("jobs")
         if not isinstance(jobs, list) or not jobs:
-            return error(INVALID_REQUEST + "Wrong submit request - missing jobs data")
+            raise InvalidRequest("Wrong submit request - missing jobs data")
         if len(jobs) > MAX_JOBS_PER_SUBMIT:
             return error(f"Wrong submit request - one submit may hold at most {MAX_JOBS_PER_SUBMIT} jobs, "
                          f"not {len(jobs)}")
@@ -229,9 +229,9 @@ class Requests:
     def _control(self, req: Dict[str, Any]) -> Response:
         command = req.get("command")
         if not command:
-            return error(INVALID_REQUEST + "Wrong control request - missing command")
+            raise InvalidRequest("Wrong control request - missing command")
         if command != "finishAfterAllTasksDone":
-            return error(INVALID_REQUEST + f'Wrong control request - unknown command "{command}"')
+            raise InvalidRequest(f'Wrong control request - unknown command "{command}"')
         if not self.front.request_finish_after_all():
             return error("Finish request already requested")
         return ok(message="finishAfterAllTasksDone command accepted")
