@@ -41,6 +41,9 @@ def _cases() -> Dict[str, Callable[[], None]]:
     def one_task(ex: Any, **fields: Any) -> Any:
         return ex.submit(BasicTemplate.template, name="tj", exec="date", **fields)
 
+    def long_task(ex: Any) -> Any:  # (one that has not ended when the case looks at it)
+        return ex.submit(BasicTemplate.template, name="tj", exec="sleep", args=LONG)
+
     def create() -> None:
         with QCGPJExecutor(resources="2") as ex:
             res = ex.qcgpj_manager.resources()
@@ -89,7 +92,7 @@ def _cases() -> Dict[str, Callable[[], None]]:
             f = one_task(ex)
             check(f.result() == {"tj": "SUCCEED"} and f.done(), "done once ended")
         with QCGPJExecutor() as ex:
-            f = ex.submit(BasicTemplate.template, name="tj", exec="sleep", args=LONG)
+            f = long_task(ex)
             check(not f.done(), "not done while it sleeps")
 
     def running() -> None:
@@ -97,7 +100,7 @@ def _cases() -> Dict[str, Callable[[], None]]:
             f = one_task(ex)
             check(f.result() == {"tj": "SUCCEED"} and not f.running(), "not running once ended")
         with QCGPJExecutor() as ex:
-            f = ex.submit(BasicTemplate.template, name="tj", exec="sleep", args=LONG)
+            f = long_task(ex)
             check(f.running(), "running while it sleeps")
 
     def cancel() -> None:
@@ -105,7 +108,7 @@ def _cases() -> Dict[str, Callable[[], None]]:
             f = one_task(ex)
             check(f.result() == {"tj": "SUCCEED"} and not f.cancelled(), "not cancelled")
         with QCGPJExecutor() as ex:
-            f = ex.submit(BasicTemplate.template, name="tj", exec="sleep", args=LONG)
+            f = long_task(ex)
             f.cancel()
             check(f.cancelled(), "cancelled")
 
@@ -126,8 +129,10 @@ def _cases() -> Dict[str, Callable[[], None]]:
         with QCGPJExecutor(resources="2", enable_rt_stats=True) as ex:
             check(one_task(ex).result() == {"tj": "SUCCEED"}, "result with run-time statistics on")
 
-    return {name: fn for name, fn in locals().items()
-            if callable(fn) and name not in ("check", "one_task", "own_template", "QCGPJExecutor", "BasicTemplate")}
+    return {"create": create, "template": template, "submit_basic": submit_basic,
+            "custom_with_defaults": custom_with_defaults, "custom_without_defaults": custom_without_defaults,
+            "run_basic": run_basic, "done": done, "running": running, "cancel": cancel, "dict_args": dict_args,
+            "dict_and_kwargs": dict_and_kwargs, "rt_stats": rt_stats}
 
 
 def main(argv: List[str]) -> None:
