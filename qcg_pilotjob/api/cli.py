@@ -51,17 +51,13 @@ def locate(address: Optional[str], aux: Optional[str], wd: Optional[str]) -> Tup
     """The service's address (None if none is found) and its aux dir (None if unknown)."""
     if address:
         return cli_address(address), aux
-    if aux:
-        path = os.path.join(aux, "address")
-        if not os.path.isfile(path):
-            return None, aux
-        with open(path, encoding="utf-8") as fh:
-            return fh.read().strip(), aux
     base = wd or "."
-    newest = newest_aux_dir(base, "address")
-    if newest is not None:
-        with open(os.path.join(newest, "address"), encoding="utf-8") as fh:
-            return fh.read().strip(), newest
+    where = aux or newest_aux_dir(base, "address")
+    if where is not None and os.path.isfile(os.path.join(where, "address")):
+        with open(os.path.join(where, "address"), encoding="utf-8") as fh:
+            return fh.read().strip(), where
+    if aux:
+        return None, aux
     env = os.environ.get(Manager.DEFAULT_ADDRESS_ENV)
     if env and wd is None:
         return env, None
