@@ -223,6 +223,7 @@ class LocalExecutor(Executor):
         stdio = self._open_stdio(plan)
         if isinstance(stdio, str):
             return stdio
+        started = time.time()  # before the spawn: the run time covers all of the process's life
         try:
             proc, pid = self._launch(self._command(plan, alloc), plan, stdio)
         except (OSError, ValueError) as exc:  # (ValueError: a NUL that got past the checks)
@@ -230,7 +231,7 @@ class LocalExecutor(Executor):
         finally:
             for fd in set(stdio) - {subprocess.DEVNULL}:
                 os.close(fd)
-        task = RunningTask(spec, iteration, alloc, plan, proc, pid, time.time())
+        task = RunningTask(spec, iteration, alloc, plan, proc, pid, started)
         if self.leftovers is not None:
             self.leftovers.started(plan.env.get(TASK_MARK))
         self._track(task)

@@ -204,7 +204,7 @@ class PartitionManager:
                 data: Dict[str, object] = {"allocation": str(st.allocation), "wd": task.plan.wd}
                 if task.pid:
                     data["pid"] = task.pid
-                self._event(st.spec.name, st.iteration, JobState.EXECUTING, data)
+                self._event(st.spec.name, st.iteration, JobState.EXECUTING, data, task.started)
         if again:
             self._kick()
 
@@ -231,12 +231,15 @@ class PartitionManager:
             data["message"] = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
         # the end goes out before new tasks are started (their start takes the time): a
         # front killed meanwhile has recorded it and will not run the task again
-        self._event(task.spec.name, task.iteration, state, data)
+        self._event(task.spec.name, task.iteration, state, data, max(when, task.started))
         self._kick()
 
     # --- outbound ----------------------------------------------------------------------
-    def _event(self, job: str, it: Optional[int], state: JobState, data: Optional[Dict[str, object]]) -> None:
-        self._events.append(TaskEvent(job, it, int(state), time.time(), data))
+    def _event(self, job: str, it: Optional[int], state: JobState, data: Optional[Dict[str, object]],
+               when: Optional[float] = None) -> None:
+        """Queue a task event; ``when`` is the moment it happened (default: now). A start and
+        an end carry the executor's own stamps, so the history's dates bound the run time."""
+        self._events.append(TaskEvent(job, it, int(state), time.time() if when is None else when, data))
         if not self._flush_pending:
             self._flush_pending = True
             self.loop.call_soon(self._flush)

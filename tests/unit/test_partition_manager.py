@@ -27,8 +27,9 @@ def desc(name: str, n: int) -> JobDescription:
     return JobDescription.from_dict({"name": name, "execution": {"exec": "/bin/true"}, "iteration": {"stop": n}})
 
 
-def manager(loop: asyncio.AbstractEventLoop, sent: List[Message], tmp: str) -> PartitionManager:
-    return PartitionManager(loop, ResourcePool(parse_nodes_spec("8")), sent.append, dry_run=True,
+def manager(loop: asyncio.AbstractEventLoop, sent: List[Message], tmp: str, cores: int = 8,
+            dry_run: bool = True) -> PartitionManager:
+    return PartitionManager(loop, ResourcePool(parse_nodes_spec(str(cores))), sent.append, dry_run=dry_run,
                             executor_options={"root_wd": tmp, "aux_dir": tmp, "env_schema": "none",
                                               "zmq_address": None, "kill_grace": 1.0})
 
@@ -122,9 +123,7 @@ def test_sigchld_exit_watch_reports_each_start_before_its_end(tmp_path: object, 
 
     async def scenario() -> List[TaskEvent]:
         sent: List[Message] = []
-        pm = PartitionManager(asyncio.get_running_loop(), ResourcePool(parse_nodes_spec("8")), sent.append,
-                              executor_options={"root_wd": str(tmp_path), "aux_dir": str(tmp_path),
-                                                "env_schema": "none", "zmq_address": None, "kill_grace": 1.0})
+        pm = manager(asyncio.get_running_loop(), sent, str(tmp_path), dry_run=False)
         pm.receive(DispatchMsg(desc("fast", 200), 200, [(0, 200)]))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -141,3 +140,37 @@ def test_sigchld_exit_watch_reports_each_start_before_its_end(tmp_path: object, 
         order.setdefault(e.iteration, []).append(e.state)
     assert len(order) == 200
     assert all(states == [JobState.EXECUTING, JobState.SUCCEED] for states in order.values())
+
+
+def test_run_time_shorter_than_the_task_lived(tmp_path: object, monkeypatch: Any) -> None:
+    """Regression (2026-12-02, a CI run): a task of ``sleep 0.3`` was reported with a run time
+    of 0.29984 s. Its start was stamped when the spawn had returned, by which time the
+    process was already running. The start is now stamped before the spawn: the EXECUTING
+    event's time is no later than the spawn's call, and the run time is the span between
+    the start and end events."""
+    from qcg_pilotjob.partition.executor import LocalExecutor
+    spawn_called: List[float] = []
+    launch = LocalExecutor._launch
+
+    def timed_launch(self: LocalExecutor, *args: Any) -> Any:
+        spawn_called.append(time.time())
+        return launch(self, *args)
+
+    monkeypatch.setattr(LocalExecutor, "_launch", timed_launch)
+
+    async def scenario() -> List[TaskEvent]:
+        sent: List[Message] = []
+        pm = manager(asyncio.get_running_loop(), sent, str(tmp_path), cores=1, dry_run=False)
+        pm.receive(DispatchMsg(desc("one", 1), 1, [(0, 1)]))
+        deadline = time.monotonic() + 60
+        events: List[TaskEvent] = []
+        while time.monotonic() < deadline and len(events) < 2:
+            events = [e for m in sent if isinstance(m, TaskEventsMsg) for e in m.events]
+            await asyncio.sleep(0.01)
+        pm.executor.close()
+        return events
+
+    start, end = asyncio.run(scenario())
+    assert (start.state, end.state) == (JobState.EXECUTING, JobState.SUCCEED)
+    assert len(spawn_called) == 1 and start.time <= spawn_called[0]
+    assert end.data is not None and end.data["rtime"] == end.time - start.time > 0
