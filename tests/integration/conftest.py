@@ -1,11 +1,17 @@
 """Fixtures of the integration tests here: ``local``, a LocalManager in the test's tmp dir, and
-the helpers of the API tests that go with it (``state``, ``wait_state``)."""
+the helpers of the API tests that go with it (``state``, ``wait_state``); ``keyed_service``, a
+service process with its run's keys."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, Iterator
+
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import service_cmd, wait_for
 
 
 @pytest.fixture
@@ -37,3 +43,20 @@ def state(manager, name: str) -> str:
 
 def wait_state(manager, name: str, wanted: str) -> str:
     return wait_for(lambda: state(manager, name) == wanted, what=f"{name} {wanted}")
+
+
+@pytest.fixture
+def keyed_service(tmp_path: Path) -> Iterator[Dict[str, Any]]:
+    """A service with its run's keys (the default), on loopback: its address, aux dir, working
+    dir and process; stopped with SIGTERM at the end unless it ended."""
+    proc = subprocess.Popen(service_cmd("--net", "--wd", str(tmp_path), "--id", "auth", "--nodes", "2"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    aux = tmp_path / ".qcgpjm-service-auth"
+    try:
+        address = wait_for(lambda: (aux / "address").exists() and (aux / "address").read_text().strip(),
+                           what="the address file")
+        yield {"address": address, "aux": aux, "wd": tmp_path, "proc": proc}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

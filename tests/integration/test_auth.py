@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Optional
 
 import pytest
 import zmq
@@ -27,21 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 SUBMIT = json.dumps({"request": "submit", "jobs": [{"name": "intruder", "execution": {
     "exec": "bash", "args": ["-c", "touch owned"]}}]}).encode()
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[Dict[str, Any]]:
-    proc = subprocess.Popen(service_cmd("--net", "--wd", str(tmp_path), "--id", "auth", "--nodes", "2"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    aux = tmp_path / ".qcgpjm-service-auth"
-    try:
-        address = wait_for(lambda: (aux / "address").exists() and (aux / "address").read_text().strip(),
-                           what="the address file")
-        yield {"address": address, "aux": aux, "wd": tmp_path, "proc": proc}
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 def raw_submit(address: str, keys: Optional[RunKeys]) -> Optional[bytes]:
@@ -62,16 +47,16 @@ def raw_submit(address: str, keys: Optional[RunKeys]) -> Optional[bytes]:
         ctx.destroy(linger=0)
 
 
-def test_clients_without_the_runs_keys_are_refused(service: Dict[str, Any]) -> None:
-    address = service["address"]
-    server_public = (service["aux"] / "keys").read_text().split()[0].encode()
+def test_clients_without_the_runs_keys_are_refused(keyed_service: Dict[str, Any]) -> None:
+    address = keyed_service["address"]
+    server_public = (keyed_service["aux"] / "keys").read_text().split()[0].encode()
     other = RunKeys.new()
     assert raw_submit(address, None) is None
     assert raw_submit(address, RunKeys(server_public, other.client_public, other.client_secret)) is None
     owner = Manager(address, {"poll_delay": 0.1})
     try:
         assert owner.list() == {}  # neither submit had any effect
-        assert not (service["wd"] / "owned").exists()
+        assert not (keyed_service["wd"] / "owned").exists()
         owner.submit(_jobs())
         assert owner.wait4("mine", timeout=30) == {"mine": "SUCCEED"}
     finally:
@@ -81,8 +66,8 @@ def test_clients_without_the_runs_keys_are_refused(service: Dict[str, Any]) -> N
     # "an unknown address", one more line at most). The line says it does not use CURVE or,
     # when the busy service saw it hang up first (the stop-13 CI flake), that it hung up.
     # The other key is refused by the authenticator, which names the address.
-    service["proc"].wait(timeout=30)
-    log = (service["aux"] / "service.log").read_text()
+    keyed_service["proc"].wait(timeout=30)
+    log = (keyed_service["aux"] / "service.log").read_text()
     no_curve = [line.split("client interface: refused a peer at ", 1)[1] for line in log.splitlines()
                 if "client interface: refused a peer at " in line]
     assert no_curve, log
@@ -101,42 +86,42 @@ def _log_with(aux: Path, *texts: str) -> Optional[str]:
     return log if all(text in log for text in texts) else None
 
 
-def test_a_task_talks_to_its_service_with_the_keys_of_its_environment(service: Dict[str, Any]) -> None:
+def test_a_task_talks_to_its_service_with_the_keys_of_its_environment(keyed_service: Dict[str, Any]) -> None:
     script = (f"{sys.executable} -c \"from qcg_pilotjob.api.manager import Manager; "
               f"m = Manager(); print(sorted(m.list())); m.close()\" > seen.txt")
-    owner = Manager(service["address"], {"poll_delay": 0.1})
+    owner = Manager(keyed_service["address"], {"poll_delay": 0.1})
     try:
         owner.submit(_jobs(script=script))
         assert owner.wait4("mine", timeout=60) == {"mine": "SUCCEED"}
     finally:
         owner.finish()
-    assert (service["wd"] / "seen.txt").read_text().strip() == "['mine']"
+    assert (keyed_service["wd"] / "seen.txt").read_text().strip() == "['mine']"
 
 
-def test_key_files_are_private_and_the_user_file_goes_with_the_service(service: Dict[str, Any]) -> None:
-    user_file = Path(user_key_dir()) / endpoint_file_name(service["address"])
+def test_key_files_are_private_and_the_user_file_goes_with_the_service(keyed_service: Dict[str, Any]) -> None:
+    user_file = Path(user_key_dir()) / endpoint_file_name(keyed_service["address"])
     assert oct(user_file.stat().st_mode & 0o777) == "0o600"
-    assert oct((service["aux"] / "keys").stat().st_mode & 0o777) == "0o600"
-    Manager(service["address"]).finish()
-    service["proc"].wait(timeout=30)
+    assert oct((keyed_service["aux"] / "keys").stat().st_mode & 0o777) == "0o600"
+    Manager(keyed_service["address"]).finish()
+    keyed_service["proc"].wait(timeout=30)
     assert not user_file.exists()
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv")
-def test_another_uid_cannot_use_the_service(service: Dict[str, Any]) -> None:
+def test_another_uid_cannot_use_the_service(keyed_service: Dict[str, Any]) -> None:
     code = ("import sys, zmq\n"
             "from qcg_pilotjob.keys import find_keys\n"
-            f"print('keys', find_keys({service['address']!r}) is not None)\n"
+            f"print('keys', find_keys({keyed_service['address']!r}) is not None)\n"
             "ctx = zmq.Context(); s = ctx.socket(zmq.REQ); s.setsockopt(zmq.LINGER, 0)\n"
             "s.setsockopt(zmq.RCVTIMEO, 2000)\n"
-            f"s.connect({service['address']!r}); s.send({SUBMIT!r})\n"
+            f"s.connect({keyed_service['address']!r}); s.send({SUBMIT!r})\n"
             "try:\n    print('reply', s.recv())\nexcept zmq.Again:\n    print('refused')\n")
     env = {k: v for k, v in os.environ.items() if k not in ("QCG_PM_ZMQ_KEYS", "HOME")}
     env["HOME"] = "/tmp"
     out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
                          capture_output=True, text=True, timeout=60, env=env, cwd="/tmp")
     assert "keys False" in out.stdout and "refused" in out.stdout, (out.stdout, out.stderr)
-    owner = Manager(service["address"])
+    owner = Manager(keyed_service["address"])
     try:
         assert owner.list() == {}
     finally:
