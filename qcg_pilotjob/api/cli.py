@@ -334,3 +334,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     except QCGPJMAError as exc:
         click.echo(f"qcg-pm: error: {exc} (is the service still running?)", err=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -23,12 +23,19 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Union
 import zmq
 
 from ..keys import find_keys
-from ..protocol.transport import connect_requester, connect_subscriber, parse_address, sync_context
+from ..protocol.transport import (
+    connect_requester,
+    connect_subscriber,
+    connect_watched_requester,
+    parse_address,
+    sync_context,
+)
 from ..protocol.wire import decode_reply, encode_request
 from . import errors
 from .child import ChildExited, ChildWatch
 from .job import Jobs
 from .jobinfo import JobInfo
+from .link import LinkReceiver
 
 __all__ = ["LocalManager", "Manager"]
 
@@ -52,6 +59,8 @@ class Manager:
     DEFAULT_PROTO = "tcp"
     DEFAULT_PORT = "5555"
     DEFAULT_POLL_DELAY = 2
+    #: watch the connection while a request waits (LocalManager watches its service's process)
+    _watch_link = True
 
     def __init__(self, address: Optional[str] = None, cfg: Optional[Dict[str, Any]] = None) -> None:
         cfg = dict(cfg or {})
@@ -78,6 +87,7 @@ class Manager:
         self._keys = find_keys(self._address, getattr(self, "aux_dir", None))
         self._sock: Optional[zmq.Socket] = None
         self._sub: Optional[zmq.Socket] = None
+        self._link: Optional[LinkReceiver] = None
         self._connect()
 
     # --- connection ----------------------------------------------------------------------
@@ -92,8 +102,16 @@ class Manager:
             self._log_handler = handler
 
     def _connect(self) -> None:
-        self._sock = connect_requester(self._ctx, self._address, self._timeout_ms, self._keys)
-        status = self.system_status().get("System", {})
+        if self._watch_link:
+            self._sock, monitor = connect_watched_requester(self._ctx, self._address, self._timeout_ms, self._keys)
+            self._link = LinkReceiver(self._sock, monitor, self._address, self._keys is not None)
+        else:
+            self._sock = connect_requester(self._ctx, self._address, self._timeout_ms, self._keys)
+        try:
+            status = self.system_status().get("System", {})
+        except BaseException:
+            self._disconnect()  # (a client that could not connect leaves no socket behind)
+            raise
         if self._negotiate and "msgpack" in (status.get("Encodings") or ()):
             self._encoding = "msgpack"
         pub = status.get("StatusPublisher")
@@ -106,6 +124,8 @@ class Manager:
             raise errors.ConnectionError("Not connected")
         try:
             _log.debug("request: %.2000s", request)  # (formatted only when DEBUG is on)
+            if self._link is not None:
+                self._link.before_send()
             self._sock.send(encode_request(request, self._encoding))
             raw = self._receive(self._sock)
         except zmq.Again:
@@ -125,7 +145,10 @@ class Manager:
         return reply
 
     def _receive(self, sock: zmq.Socket[Any]) -> bytes:
-        """The reply (``zmq.Again`` after the request timeout)."""
+        """The reply (``zmq.Again`` after the request timeout; ConnectionError as soon as the
+        connection says none will come)."""
+        if self._link is not None:
+            return self._link.receive(self._timeout_ms)
         return bytes(sock.recv())
 
     @staticmethod
@@ -196,6 +219,9 @@ class Manager:
         self.cleanup()
 
     def _disconnect(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
         for sock in (self._sock, self._sub):
             if sock is not None:
                 sock.close(linger=0)
@@ -347,6 +373,8 @@ class LocalManager(Manager):
     The service ends when :meth:`finish` is called, or when this program exits or dies
     (it watches a pipe held open by this process), so no service is left behind.
     """
+
+    _watch_link = False
 
     def __init__(self, server_args: Optional[List[str]] = None, cfg: Optional[Dict[str, Any]] = None) -> None:
         cfg = dict(cfg or {})

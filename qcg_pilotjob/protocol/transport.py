@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from .linkwatch import LINK_EVENTS
 from .receive import FrameGuard, receive_loop
 from .refusals import MONITORED_EVENTS, PeerRefusals
 
@@ -44,13 +46,16 @@ __all__ = [
     "connect_dealer",
     "connect_requester",
     "connect_subscriber",
+    "connect_watched_requester",
     "external_address",
+    "link_events",
     "listen_host",
     "parse_address",
     "secure_client",
     "secure_server",
     "start_authenticator",
     "sync_context",
+    "unwatch",
 ]
 
 #: Largest message a server accepts; a peer sending more is disconnected by ZMQ.
@@ -186,6 +191,24 @@ def connect_requester(ctx: zmq.Context[Any], address: str, timeout_ms: Optional[
                       keys: Optional[RunKeys] = None) -> zmq.Socket[Any]:
     """A REQ socket to a service. With ``timeout_ms`` a send or receive that takes longer
     raises ``zmq.Again``; the socket may then be used again (REQ_RELAXED)."""
+    sock = _requester(ctx, timeout_ms, keys)
+    sock.connect(address)
+    return sock
+
+
+def connect_watched_requester(ctx: zmq.Context[Any], address: str, timeout_ms: Optional[int] = None,
+                              keys: Optional[RunKeys] = None) -> Tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+    """:func:`connect_requester`, and the monitor of its connection: the events
+    :class:`.linkwatch.LinkWatch` follows, from the first connection attempt on (read them
+    with :func:`link_events`; close with :func:`unwatch`)."""
+    sock = _requester(ctx, timeout_ms, keys)
+    monitor: zmq.Socket[Any] = sock.get_monitor_socket(LINK_EVENTS, _monitor_address())
+    monitor.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    return sock, monitor
+
+
+def _requester(ctx: zmq.Context[Any], timeout_ms: Optional[int], keys: Optional[RunKeys]) -> zmq.Socket[Any]:
     sock: zmq.Socket[Any] = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.REQ_RELAXED, 1)
@@ -195,8 +218,35 @@ def connect_requester(ctx: zmq.Context[Any], address: str, timeout_ms: Optional[
         sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
     if keys is not None:
         secure_client(sock, keys)
-    sock.connect(address)
     return sock
+
+
+_monitors = itertools.count()
+
+
+def _monitor_address() -> str:
+    """A monitor's inproc address, never used before in this process. (pyzmq's default
+    names it by the socket's descriptor: a socket made right after another closed may get
+    the same one while the old monitor is still being closed, and its events.)"""
+    return f"inproc://qcgpj-monitor-{os.getpid()}-{next(_monitors)}"
+
+
+def link_events(monitor: zmq.Socket[Any]) -> List[Tuple[int, int]]:
+    """The events waiting on ``monitor`` (kind, value), without blocking."""
+    out: List[Tuple[int, int]] = []
+    while True:
+        try:
+            frames = monitor.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return out
+        event = parse_monitor_message(frames)
+        out.append((int(event["event"]), int(event["value"])))
+
+
+def unwatch(sock: zmq.Socket[Any], monitor: zmq.Socket[Any]) -> None:
+    with contextlib.suppress(zmq.ZMQError):
+        sock.disable_monitor()
+    monitor.close(linger=0)
 
 
 def connect_subscriber(ctx: zmq.Context[Any], address: str, topics: Iterable[str],
@@ -267,7 +317,7 @@ class _RefusalWatch:
 
     def __init__(self, sock: zmq.Socket[Any], what: str) -> None:
         self.refusals = PeerRefusals(what)
-        self.monitor: zmq.Socket[Any] = sock.get_monitor_socket(MONITORED_EVENTS)
+        self.monitor: zmq.Socket[Any] = sock.get_monitor_socket(MONITORED_EVENTS, _monitor_address())
         self.monitor.setsockopt(zmq.LINGER, 0)
         self.task: Optional[asyncio.Task[None]] = None
         with contextlib.suppress(RuntimeError):  # (a server made outside an event loop is not watched)

@@ -83,7 +83,8 @@ def test_top_shows_partitions_nodes_and_ends_with_the_service(governor: Any) -> 
     assert tty.wait(timeout=30) == 0
     assert out.count(b"\x1b[H\x1b[2J") == 2 and b"tasks: queued" in out  # redrawn in place, twice
 
-    watcher = subprocess.Popen([*QCG_PM, "--wd", str(wd), "--timeout", "2", "top", "--interval", "0.2"],
+    # (a request timeout longer than the test's: top learns of the end from the connection)
+    watcher = subprocess.Popen([*QCG_PM, "--wd", str(wd), "--timeout", "600", "top", "--interval", "0.2"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert watcher.stdout is not None
     seen = [watcher.stdout.readline() for _ in range(2)]  # its first refresh is out: it found the service

@@ -1,0 +1,72 @@
+"""A reply from a service at an address, or at once the reason none will come (for
+:class:`~qcg_pilotjob.api.manager.Manager`): the service closed the connection, nothing
+listens any more, or the handshake failed. Without it a client waits out its request
+timeout (600 s by default) for a service that died or that refused its keys.
+
+The reasons come from the socket's monitor, read by
+:class:`~qcg_pilotjob.protocol.linkwatch.LinkWatch`; the socket and the monitor are
+polled together, so a reply costs no more waiting than before.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional
+
+import zmq
+
+from ..protocol.linkwatch import LinkWatch
+from ..protocol.transport import link_events, unwatch
+from . import errors
+
+__all__ = ["LinkReceiver"]
+
+
+class LinkReceiver:
+    """Receives the replies on one REQ socket, watching its connection through ``monitor``
+    (:func:`~qcg_pilotjob.protocol.transport.connect_watched_requester` makes both)."""
+
+    def __init__(self, sock: zmq.Socket[Any], monitor: zmq.Socket[Any], address: str, has_keys: bool) -> None:
+        self.sock = sock
+        self.monitor = monitor
+        self.watch = LinkWatch(address, has_keys)
+        self.poller = zmq.Poller()
+        self.poller.register(sock, zmq.POLLIN)
+        self.poller.register(self.monitor, zmq.POLLIN)
+
+    def _read_events(self) -> Optional[str]:
+        why = None
+        for kind, value in link_events(self.monitor):
+            why = why or self.watch.event(kind, value)  # (the first reason; later events still followed)
+        return why
+
+    def before_send(self) -> None:
+        """Take the events so far (an earlier connection's), before a request goes out."""
+        self._read_events()
+
+    def receive(self, timeout_ms: Optional[int]) -> bytes:
+        """The reply to the request just sent; ``zmq.Again`` after ``timeout_ms`` (None: no
+        limit); :class:`~qcg_pilotjob.api.errors.ConnectionError` as soon as the connection
+        says no reply will come. A late reply to an earlier request, which wakes the wait
+        but is dropped by the socket (REQ_CORRELATE), does not end it."""
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        why = self.watch.sent()
+        try:
+            while why is None:
+                left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+                ready = dict(self.poller.poll(left))
+                if self.sock in ready:
+                    try:
+                        return bytes(self.sock.recv(zmq.NOBLOCK))
+                    except zmq.Again:  # (a late reply to an earlier request, dropped: wait on)
+                        pass
+                if self.monitor in ready:
+                    why = self._read_events()
+                if why is None and left == 0:
+                    raise zmq.Again()
+            raise errors.ConnectionError(why)
+        finally:
+            self.watch.replied()
+
+    def close(self) -> None:
+        unwatch(self.sock, self.monitor)
