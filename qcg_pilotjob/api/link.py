@@ -11,15 +11,22 @@ polled together, so a reply costs no more waiting than before.
 from __future__ import annotations
 
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Tuple
 
 import zmq
 
 from ..protocol.linkwatch import LinkWatch
-from ..protocol.transport import link_events, unwatch
+from ..protocol.transport import connect_requester, connect_watched_requester, link_events, unwatch
 from . import errors
 
-__all__ = ["LinkReceiver"]
+if TYPE_CHECKING:
+    from ..keys import RunKeys
+
+__all__ = ["LinkLost", "LinkReceiver", "close_requester", "open_requester"]
+
+
+class LinkLost(errors.ConnectionError):
+    """The connection says no reply will come (the message says why)."""
 
 
 class LinkReceiver:
@@ -46,8 +53,8 @@ class LinkReceiver:
 
     def receive(self, timeout_ms: Optional[int]) -> bytes:
         """The reply to the request just sent; ``zmq.Again`` after ``timeout_ms`` (None: no
-        limit); :class:`~qcg_pilotjob.api.errors.ConnectionError` as soon as the connection
-        says no reply will come. A late reply to an earlier request, which wakes the wait
+        limit); :class:`LinkLost` as soon as the connection says no reply will come. A late
+        reply to an earlier request, which wakes the wait
         but is dropped by the socket (REQ_CORRELATE), does not end it."""
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         why = self.watch.sent()
@@ -64,9 +71,34 @@ class LinkReceiver:
                     why = self._read_events()
                 if why is None and left == 0:
                     raise zmq.Again()
-            raise errors.ConnectionError(why)
+            # (a reply read off the connection just before it closed may be polled after the
+            # closing: it is taken, not lost)
+            try:
+                return bytes(self.sock.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                raise LinkLost(why) from None
         finally:
             self.watch.replied()
 
     def close(self) -> None:
         unwatch(self.sock, self.monitor)
+
+
+def open_requester(ctx: zmq.Context[Any], address: str, timeout_ms: Optional[int], keys: Optional[RunKeys],
+                   watched: bool) -> Tuple[zmq.Socket[Any], Optional[LinkReceiver]]:
+    """A client's REQ socket to ``address`` and, if ``watched``, the receiver that watches
+    its connection; ConnectionError for an address ZMQ cannot use."""
+    try:
+        if not watched:
+            return connect_requester(ctx, address, timeout_ms, keys), None
+        sock, monitor = connect_watched_requester(ctx, address, timeout_ms, keys)
+    except zmq.ZMQError as exc:
+        raise errors.ConnectionError(f"cannot connect to {address}: {exc}") from None
+    return sock, LinkReceiver(sock, monitor, address, keys is not None)
+
+
+def close_requester(sock: Optional[zmq.Socket[Any]], link: Optional[LinkReceiver]) -> None:
+    if link is not None:
+        link.close()
+    if sock is not None:
+        sock.close(linger=0)

@@ -23,19 +23,13 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Union
 import zmq
 
 from ..keys import find_keys
-from ..protocol.transport import (
-    connect_requester,
-    connect_subscriber,
-    connect_watched_requester,
-    parse_address,
-    sync_context,
-)
+from ..protocol.transport import connect_subscriber, parse_address, sync_context
 from ..protocol.wire import decode_reply, encode_request
 from . import errors
 from .child import ChildExited, ChildWatch
 from .job import Jobs
 from .jobinfo import JobInfo
-from .link import LinkReceiver
+from .link import LinkLost, LinkReceiver, close_requester, open_requester
 
 __all__ = ["LocalManager", "Manager"]
 
@@ -101,12 +95,16 @@ class Manager:
             _log.setLevel(getattr(logging, level, logging.INFO))
             self._log_handler = handler
 
+    def _open_requester(self) -> None:
+        self._sock, self._link = open_requester(self._ctx, self._address, self._timeout_ms, self._keys,
+                                                self._watch_link)
+
+    def _close_requester(self) -> None:
+        close_requester(self._sock, self._link)
+        self._sock = self._link = None
+
     def _connect(self) -> None:
-        if self._watch_link:
-            self._sock, monitor = connect_watched_requester(self._ctx, self._address, self._timeout_ms, self._keys)
-            self._link = LinkReceiver(self._sock, monitor, self._address, self._keys is not None)
-        else:
-            self._sock = connect_requester(self._ctx, self._address, self._timeout_ms, self._keys)
+        self._open_requester()
         try:
             status = self.system_status().get("System", {})
         except BaseException:
@@ -128,6 +126,12 @@ class Manager:
                 self._link.before_send()
             self._sock.send(encode_request(request, self._encoding))
             raw = self._receive(self._sock)
+        except LinkLost:
+            # the old socket may still hold the request, and would send it to a service that
+            # comes back at that address: a new one, so that a retry is not run twice
+            self._close_requester()
+            self._open_requester()
+            raise
         except zmq.Again:
             # the socket stays usable (REQ_RELAXED); the late reply is discarded (REQ_CORRELATE)
             raise errors.ConnectionError(
@@ -219,13 +223,10 @@ class Manager:
         self.cleanup()
 
     def _disconnect(self) -> None:
-        if self._link is not None:
-            self._link.close()
-            self._link = None
-        for sock in (self._sock, self._sub):
-            if sock is not None:
-                sock.close(linger=0)
-        self._sock = self._sub = None
+        self._close_requester()
+        if self._sub is not None:
+            self._sub.close(linger=0)
+            self._sub = None
 
     def close(self) -> None:
         """Close the connection (the service goes on); later calls raise ConnectionError."""

@@ -192,7 +192,11 @@ def connect_requester(ctx: zmq.Context[Any], address: str, timeout_ms: Optional[
     """A REQ socket to a service. With ``timeout_ms`` a send or receive that takes longer
     raises ``zmq.Again``; the socket may then be used again (REQ_RELAXED)."""
     sock = _requester(ctx, timeout_ms, keys)
-    sock.connect(address)
+    try:
+        sock.connect(address)
+    except zmq.ZMQError:
+        sock.close(linger=0)
+        raise
     return sock
 
 
@@ -204,7 +208,12 @@ def connect_watched_requester(ctx: zmq.Context[Any], address: str, timeout_ms: O
     sock = _requester(ctx, timeout_ms, keys)
     monitor: zmq.Socket[Any] = sock.get_monitor_socket(LINK_EVENTS, _monitor_address())
     monitor.setsockopt(zmq.LINGER, 0)
-    sock.connect(address)
+    try:
+        sock.connect(address)
+    except zmq.ZMQError:
+        unwatch(sock, monitor)
+        sock.close(linger=0)
+        raise
     return sock, monitor
 
 
