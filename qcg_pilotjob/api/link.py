@@ -54,8 +54,8 @@ class LinkReceiver:
     def receive(self, timeout_ms: Optional[int]) -> bytes:
         """The reply to the request just sent; ``zmq.Again`` after ``timeout_ms`` (None: no
         limit); :class:`LinkLost` as soon as the connection says no reply will come. A late
-        reply to an earlier request, which wakes the wait
-        but is dropped by the socket (REQ_CORRELATE), does not end it."""
+        reply to an earlier request, which wakes the wait but is dropped by the socket
+        (REQ_CORRELATE), does not end it."""
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
         why = self.watch.sent()
         try:
