@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import socket
 import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -23,7 +22,7 @@ from qcg_pilotjob.api.manager import Manager
 from qcg_pilotjob.keys import ENV as KEYS_ENV
 from qcg_pilotjob.keys import RunKeys
 from qcg_pilotjob.protocol.transport import sync_context
-from tests.conftest import wait_for
+from tests.conftest import free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -43,12 +42,6 @@ def server_public(service: Dict[str, Any]) -> str:
 
 def keys_env(monkeypatch: pytest.MonkeyPatch, server: str, client: RunKeys) -> None:
     monkeypatch.setenv(KEYS_ENV, RunKeys(server.encode(), client.client_public, client.client_secret).client_text())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_service_killed_between_requests(keyed_service: Dict[str, Any]) -> None:
@@ -219,15 +212,11 @@ def test_service_gone_between_requests_and_back_gets_only_new_requests(tmp_path:
 
     seen: List[bytes] = []  # (what the service got)
     server = serve()
-    manager = Manager.__new__(Manager)  # (only its requester: no service to say hello to)
-    manager._ctx, manager._address, manager._timeout_ms, manager._keys = ctx, address, 600_000, None
-    manager._watch_link, manager._encoding, manager._sub = True, "json", None
-    manager._open_requester()
+    hello = threading.Thread(target=lambda: reply_once(server, {"code": 0, "data": {"System": {}}}, seen))
+    hello.start()
+    manager = Manager(address, PATIENT)  # (its hello answered: no encodings, no publisher)
+    hello.join()
     try:
-        answer = threading.Thread(target=lambda: reply_once(server, {"code": 0, "data": {"n": 1}}, seen))
-        answer.start()
-        assert manager._send({"request": "first"}) == {"code": 0, "data": {"n": 1}}
-        answer.join()
         server.close()
         link = manager._link
         assert link is not None
@@ -237,15 +226,15 @@ def test_service_gone_between_requests_and_back_gets_only_new_requests(tmp_path:
             return not link.watch.up
         wait_for(disconnection_seen, what="the client to see the disconnection")
         with pytest.raises(errors.ConnectionError, match=re.escape(f"no service listens at {address}")):
-            manager._send({"request": "lost"})
+            manager.send_request({"request": "lost"})
         server = serve()
         answer = threading.Thread(target=lambda: reply_once(server, {"code": 0, "data": {"n": 2}}, seen))
         answer.start()
-        assert manager._send({"request": "again"}) == {"code": 0, "data": {"n": 2}}
+        assert manager.send_request({"request": "again"}) == {"code": 0, "data": {"n": 2}}
         answer.join()
-        assert seen == [b'{"request": "first"}', b'{"request": "again"}']
+        assert seen == [b'{"request": "status"}', b'{"request": "again"}']
     finally:
-        manager._disconnect()
+        manager.close()
         server.close()
 
 

@@ -15,7 +15,7 @@ import pytest
 from qcg_pilotjob.partition.agents import AgentExecutor
 from qcg_pilotjob.partition.manager import PartitionManager
 from qcg_pilotjob.resources import ResourcePool, parse_nodes_spec
-from tests.conftest import FINISH, service_cmd, submit
+from tests.conftest import FINISH, free_port, service_cmd, submit
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +30,7 @@ def test_disable_pub_and_wait_by_polling(local: Any, tmp_path: Path) -> None:
 
 
 def test_net_pub_port_is_where_events_are_published(local: Any, tmp_path: Path) -> None:
-    import socket
-    with socket.socket() as probe:  # a free port
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     manager = local("--wd", str(tmp_path), "--nodes", "2", "--net-pub-port", str(port))
     assert manager.system_status()["System"]["StatusPublisher"].endswith(f":{port}")
 

@@ -7,14 +7,13 @@ elsewhere."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from benchmarks import refenv
-from tests.conftest import need, wait_for
+from tests.conftest import free_port, need, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat, pytest.mark.timeout(300)]
 
@@ -24,9 +23,7 @@ def test_our_manager_drives_a_reference_service(tmp_path: Path) -> None:
     from qcg.pilotjob.api.manager import Manager
 
     python = need(refenv.ensure)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     service = subprocess.Popen([python, "-m", "qcg.pilotjob.service", "--net", "--net-port", str(port),
                                 "--nodes", "2", "--wd", str(tmp_path)],
                                cwd=str(tmp_path), env=refenv.clean_env(), stdout=subprocess.DEVNULL,
