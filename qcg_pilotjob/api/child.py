@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from typing import Any, Optional
 
 import zmq
+
+from .link import deadline_after, ms_left, take_reply
 
 __all__ = ["EXIT_GRACE_MS", "ChildExited", "ChildWatch"]
 
@@ -61,17 +62,16 @@ class ChildWatch:
         :data:`EXIT_GRACE_MS` after). A late reply to an earlier request, which wakes the
         wait but is dropped by the socket (REQ_CORRELATE), does not end it."""
         poller = self._poller_for(sock)
-        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        deadline = deadline_after(timeout_ms)
         while True:
-            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            left = ms_left(deadline)
             step = left if self.fd is not None else (1000 if left is None else min(left, 1000))
             ready = sock in dict(poller.poll(step))
             ended = not ready and self.proc.poll() is not None
             if ready or (ended and sock.poll(EXIT_GRACE_MS, zmq.POLLIN)):  # (a last reply may follow the end)
-                try:
-                    return bytes(sock.recv(zmq.NOBLOCK))
-                except zmq.Again:  # (a late reply to an earlier request, dropped: wait on)
-                    pass
+                reply = take_reply(sock)
+                if reply is not None:
+                    return reply
             if ended:
                 raise ChildExited(self.proc.returncode)
             if left == 0:

@@ -22,7 +22,26 @@ from . import errors
 if TYPE_CHECKING:
     from ..keys import RunKeys
 
-__all__ = ["LinkLost", "LinkReceiver", "close_requester", "open_requester"]
+__all__ = ["LinkLost", "LinkReceiver", "close_requester", "deadline_after", "ms_left", "open_requester", "take_reply"]
+
+
+def deadline_after(timeout_ms: Optional[int]) -> Optional[float]:
+    """The ``time.monotonic()`` at which ``timeout_ms`` is over (None: no limit)."""
+    return None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+
+
+def ms_left(deadline: Optional[float]) -> Optional[int]:
+    """Milliseconds until ``deadline`` (a ``time.monotonic()``; None: no limit), at least 0."""
+    return None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+
+
+def take_reply(sock: zmq.Socket[Any]) -> Optional[bytes]:
+    """The reply waiting on a REQ socket that polled readable; None if what woke the wait
+    was a late reply to an earlier request, which the socket drops (REQ_CORRELATE)."""
+    try:
+        return bytes(sock.recv(zmq.NOBLOCK))
+    except zmq.Again:
+        return None
 
 
 class LinkLost(errors.ConnectionError):
@@ -56,27 +75,26 @@ class LinkReceiver:
         limit); :class:`LinkLost` as soon as the connection says no reply will come. A late
         reply to an earlier request, which wakes the wait but is dropped by the socket
         (REQ_CORRELATE), does not end it."""
-        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        deadline = deadline_after(timeout_ms)
         why = self.watch.sent()
         try:
             while why is None:
-                left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+                left = ms_left(deadline)
                 ready = dict(self.poller.poll(left))
                 if self.sock in ready:
-                    try:
-                        return bytes(self.sock.recv(zmq.NOBLOCK))
-                    except zmq.Again:  # (a late reply to an earlier request, dropped: wait on)
-                        pass
+                    reply = take_reply(self.sock)
+                    if reply is not None:
+                        return reply
                 if self.monitor in ready:
                     why = self._read_events()
                 if why is None and left == 0:
                     raise zmq.Again()
             # (a reply read off the connection just before it closed may be polled after the
             # closing: it is taken, not lost)
-            try:
-                return bytes(self.sock.recv(zmq.NOBLOCK))
-            except zmq.Again:
-                raise LinkLost(why) from None
+            reply = take_reply(self.sock)
+            if reply is None:
+                raise LinkLost(why)
+            return reply
         finally:
             self.watch.replied()
 
