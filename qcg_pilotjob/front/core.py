@@ -315,9 +315,7 @@ class Front(PartitionSide):
                 if self.report.enabled:
                     self.report.write(report_line(job, idx, self.report_format))
                 it = job.iteration_of(idx)
-                if self.iteration_events:
-                    self._announce("IST", job=job.name, it=it, state=state.name)
-                self._announce("IFI", job=job.name, it=it, state=state.name)
+                self._iteration_ended(job, it, state)
         waited = self.deps.iterations_waited(job.name)
         if waited:  # (only the iterations somebody waits for: not every one of the ranges)
             offset = job.index(waited[0]) - waited[0]
@@ -326,6 +324,12 @@ class Front(PartitionSide):
                     self._released(self.deps.wake((job.name, it), state))
         if job.finished == job.total:
             self._job_final(job, when, replay)
+
+    def _iteration_ended(self, job: JobRecord, it: Optional[int], state: JobState) -> None:
+        """The events of an iteration's end: ``IST`` (only while subscribed) and ``IFI``."""
+        if self.iteration_events:
+            self._announce("IST", job=job.name, it=it, state=state.name)
+        self._announce("IFI", job=job.name, it=it, state=state.name)
 
     def _announce(self, topic: str, **data: Any) -> None:
         """A status event, with the ``manager`` QCG-PilotJob's events carry (none without
@@ -372,9 +376,7 @@ class Front(PartitionSide):
                 self.report.write(report_line(job, idx, self.report_format))
         if job.iterative:
             if not replay:
-                if self.iteration_events:
-                    self._announce("IST", job=job.name, it=it, state=state.name)
-                self._announce("IFI", job=job.name, it=it, state=state.name)
+                self._iteration_ended(job, it, state)
             job.tasks.retire(idx, job.submit_time, self.prune)  # (reported and journalled: into columns)
             self._released(self.deps.wake((job.name, it), state))
         if job.finished == job.total:
